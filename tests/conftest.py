@@ -1,0 +1,56 @@
+"""Shared fixtures: tiny datasets in both published layouts, generated on the fly."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from model_training.datasets import labels_from_trimap, oxford_samples
+from model_training.synth import generate
+
+
+@pytest.fixture(scope="session")
+def oxford_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 40-image synthetic dataset in the Oxford-IIIT Pet layout (read-only: copy to mutate)."""
+    root = tmp_path_factory.mktemp("oxford")
+    generate(root, n=40, seed=1, test_fraction=0.2, jobs=1)
+    return root
+
+
+def write_kaggle_layout(oxford: Path, root: Path) -> Path:
+    """The same images in the Kaggle layout: class-id masks and train/val/test CSVs."""
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    train = oxford_samples(oxford, "train", 0.2, 0)
+    splits = {
+        "train": train,
+        "val": oxford_samples(oxford, "val", 0.2, 0),
+        "test": oxford_samples(oxford, "test", 0.2, 0),
+    }
+    for split, samples in splits.items():
+        with (root / f"{split}.csv").open("w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["Image", "Species"])
+            for s in samples:
+                writer.writerow([s.name, s.species])
+                shutil.copy(s.image, root / "images" / s.image.name)
+                trimap = np.asarray(Image.open(s.mask))
+                labels = labels_from_trimap(trimap, s.species, "multiclass", "ignore")
+                Image.fromarray(labels).save(root / "masks" / f"{s.name}.png")
+    return root
+
+
+@pytest.fixture(scope="session")
+def kaggle_dir(oxford_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_kaggle_layout(oxford_dir, tmp_path_factory.mktemp("kaggle") / "pets")
+
+
+@pytest.fixture
+def oxford_copy(oxford_dir: Path, tmp_path: Path) -> Path:
+    """A private copy of the Oxford fixture that a test may break."""
+    return Path(shutil.copytree(oxford_dir, tmp_path / "oxford"))
