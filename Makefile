@@ -17,13 +17,16 @@ INPUT_SIZE ?= 256
 BATCH_SIZE ?= 16
 TRAIN_ARGS ?=
 
-.PHONY: help setup train-demo train evaluate lint format test clean
+.PHONY: help setup train-demo train evaluate archive serve stop lint format test clean
 
 help:
 	@echo "make setup        create $(VENV) and install everything"
 	@echo "make train-demo   synthetic data + demo model, exported to $(EXPORT_DIR)"
 	@echo "make train DATA=PATH [RUN=runs/NAME EPOCHS=N INPUT_SIZE=N TRAIN_ARGS='...']"
 	@echo "make evaluate MODEL=PATH DATA=PATH [OUT=folder]"
+	@echo "make archive      build model_store/petseg.mar from $(EXPORT_DIR) (trains the demo if missing)"
+	@echo "make serve        start TorchServe on 127.0.0.1:8080-8082 with petseg loaded"
+	@echo "make stop         stop it"
 	@echo "make test         run the test suite"
 	@echo "make lint         ruff check + format check"
 
@@ -45,7 +48,7 @@ train-demo: $(DEMO_DATA)/annotations/test.txt
 	$(PY) -m model_training evaluate --model $(DEMO_RUN)/best.pt --data $(DEMO_DATA) \
 		--seed $(DEMO_SEED) --out $(DEMO_RUN)/eval
 	$(PY) -m model_training export --checkpoint $(DEMO_RUN)/best.pt \
-		--metrics $(DEMO_RUN)/eval/metrics.json --out $(EXPORT_DIR) --version demo
+		--metrics $(DEMO_RUN)/eval/metrics.json --out $(EXPORT_DIR) --version 1.0
 
 train: | $(STAMP)
 	@test -n "$(DATA)" || { echo "usage: make train DATA=/path/to/dataset"; exit 2; }
@@ -58,6 +61,22 @@ train: | $(STAMP)
 evaluate: | $(STAMP)
 	@test -n "$(MODEL)" -a -n "$(DATA)" || { echo "usage: make evaluate MODEL=PATH DATA=PATH"; exit 2; }
 	$(PY) -m model_training evaluate --model $(MODEL) --data $(DATA) --out $(or $(OUT),$(MODEL:.pt=)-eval)
+
+# No exported model yet: train the offline demo one.
+$(EXPORT_DIR)/model_spec.json:
+	$(MAKE) train-demo
+
+archive: model_store/petseg.mar
+
+model_store/petseg.mar: $(EXPORT_DIR)/model_spec.json $(wildcard handler/*.py) \
+		config/model-config.yaml handler/requirements.txt | $(STAMP)
+	$(PY) -m handler.archive --export-dir $(EXPORT_DIR) --out model_store
+
+serve: model_store/petseg.mar
+	$(PY) -m handler.server start
+
+stop: | $(STAMP)
+	$(PY) -m handler.server stop
 
 lint: | $(STAMP)
 	$(VENV)/bin/ruff check .

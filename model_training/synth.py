@@ -57,7 +57,7 @@ def animal_shapes(species: int, rng: np.random.Generator) -> list[Shape]:
     head_r = _jitter(rng, 0.15 if cat else 0.14)
     hx, hy = _jitter(rng, 0.52), -_jitter(rng, 0.22 if cat else 0.26)
     leg_len = _jitter(rng, 0.30 if cat else 0.36)
-    leg_w = _jitter(rng, 0.05 if cat else 0.10)
+    leg_w = _jitter(rng, 0.07 if cat else 0.11)
     shapes: list[Shape] = [
         ("poly", _ellipse(0, 0, 0.5, body_ry), 0),
         ("line", [(hx - 0.15, hy * 0.5), (hx, hy)], head_r * 1.3),  # neck
@@ -86,7 +86,7 @@ def _cat_parts(rng: np.random.Generator, hx: float, hy: float, head_r: float) ->
         )
     curl = rng.uniform(-0.25, 0.1)
     tail = [(-0.48, -0.02), (-0.66, -0.2), (-0.7 + curl, -0.45), (-0.6 + curl, -0.62)]
-    return [*shapes, ("line", tail, _jitter(rng, 0.05))]
+    return [*shapes, ("line", tail, _jitter(rng, 0.07))]
 
 
 def _dog_parts(rng: np.random.Generator, hx: float, hy: float, head_r: float) -> list[Shape]:
@@ -177,7 +177,7 @@ def background(rng: np.random.Generator, size: tuple[int, int]) -> Image.Image:
     arr += rng.normal(0, 6, size=(h, w, 3))
     image = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
     draw = ImageDraw.Draw(image)
-    for _ in range(int(rng.integers(4, 14))):
+    for _ in range(int(rng.integers(2, 8))):
         colour = tuple(int(c) for c in rng.integers(0, 256, 3))
         x0, y0 = rng.uniform(-0.2, 1.0) * w, rng.uniform(-0.2, 1.0) * h
         x1, y1 = x0 + rng.uniform(0.05, 0.5) * w, y0 + rng.uniform(0.05, 0.5) * h
@@ -191,7 +191,7 @@ def background(rng: np.random.Generator, size: tuple[int, int]) -> Image.Image:
         else:
             pts = [(x0 + rng.uniform(0, 0.4) * w, y0 + rng.uniform(0, 0.4) * h) for _ in range(5)]
             draw.polygon(pts, fill=colour)
-    if rng.random() < 0.35:  # a furry cushion: texture alone must not mean "pet"
+    if rng.random() < 0.12:  # a furry cushion: texture alone must not mean "pet"
         blob = Image.new("L", size, 0)
         bx, by = rng.uniform(0, w), rng.uniform(0, h)
         r = rng.uniform(0.1, 0.25) * min(w, h)
@@ -228,9 +228,12 @@ def make_sample(species: int, rng: np.random.Generator) -> tuple[Image.Image, Im
     image = background(rng, (w, h))
     labels = np.zeros((h, w), dtype=np.uint8)
     n_animals = 2 if rng.random() < 0.2 else 1
+    across = rng.uniform(0.15, 0.85)
     for k in range(n_animals):
-        scale = rng.uniform(0.45, 0.85) * min(w, h) * (0.7 if k else 1.0)
-        cx, cy = rng.uniform(0.15, 0.85) * w, rng.uniform(0.25, 0.8) * h
+        scale = rng.uniform(0.6, 0.95) * min(w, h) * (0.7 if k else 1.0)
+        # A second animal stands on the other side: overlapping, not stacked on the first.
+        x = 1 - across + rng.uniform(-0.1, 0.1) if k else across
+        cx, cy = x * w, rng.uniform(0.25, 0.8) * h
         shapes = animal_shapes(species, rng)
         angle = rng.uniform(-0.35, 0.35)
         mask = draw_silhouette((w, h), shapes, scale, angle, bool(rng.random() < 0.5), cx, cy)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,11 @@ from PIL import Image
 
 from model_training.datasets import labels_from_trimap, oxford_samples
 from model_training.synth import generate
+
+with warnings.catch_warnings():
+    # TorchServe 0.12 reads its version.txt without closing it, at import.
+    warnings.simplefilter("ignore", ResourceWarning)
+    import ts.version  # noqa: F401
 
 
 @pytest.fixture(scope="session")
@@ -54,3 +60,33 @@ def kaggle_dir(oxford_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 def oxford_copy(oxford_dir: Path, tmp_path: Path) -> Path:
     """A private copy of the Oxford fixture that a test may break."""
     return Path(shutil.copytree(oxford_dir, tmp_path / "oxford"))
+
+
+@pytest.fixture(scope="session")
+def tiny_export(oxford_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A really trained (if briefly) 64-px model, exported: what the serving tests load."""
+    from model_training import export, train
+
+    run = tmp_path_factory.mktemp("tiny-run")
+    args = train.get_args_parser().parse_args(
+        [
+            "--data",
+            str(oxford_dir),
+            "--out",
+            str(run),
+            "--input-size",
+            "64",
+            "--batch-size",
+            "8",
+            "--limit",
+            "16",
+            "--workers",
+            "0",
+            "--epochs",
+            "2",
+        ]
+    )
+    train.main(args)
+    out = tmp_path_factory.mktemp("export") / "petseg"
+    export.export(run / "best.pt", out, version="1.0")
+    return out

@@ -1,0 +1,1 @@
+"""Serving half of petseg: the TorchServe handler, its image functions, archive and server tools."""

@@ -1,0 +1,38 @@
+"""What travels through preprocess -> inference -> postprocess for one TorchServe batch.
+
+TorchServe's template hands each step only the previous step's return value, so the batch
+carries every request's state: its parsed request, decoded image, letterbox, or its error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from PIL import Image
+
+from handler.decoding import InputError
+from handler.requests import Request
+from model_training.imaging import Letterbox
+
+
+@dataclass
+class Item:
+    """One request on its way through the batch."""
+
+    request: Request | None = None
+    image: Image.Image | None = None
+    box: Letterbox | None = None
+    error: InputError | None = None
+    labels: np.ndarray | None = None
+    batch_size: int = 1
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Batch:
+    items: list[Item]
+    pixels: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    inference_ms: float = 0.0

@@ -1,0 +1,69 @@
+"""What one TorchServe request asks for: the image bytes and the form of the answer.
+
+TorchServe hands the handler one dict per request: a raw body arrives under "body", multipart
+form fields under their own names, query parameters as extra keys (text), with text and JSON
+bodies already decoded to str / objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from handler.decoding import InputError
+
+IMAGE_FIELDS = ("body", "data", "file", "image")
+OUTPUTS = {"json": "application/json", "mask": "image/png", "overlay": "image/jpeg"}
+ACCEPT_TO_OUTPUT = {"image/png": "mask", "image/jpeg": "overlay", "application/json": "json"}
+
+
+@dataclass(frozen=True)
+class Request:
+    image: bytes
+    output: str
+    """'json' (everything), 'mask' (the palette PNG alone) or 'overlay' (the JPEG alone)."""
+
+
+def _text(value: object) -> str:
+    if isinstance(value, bytes | bytearray):
+        return value.decode("utf-8", errors="replace")
+    return str(value)
+
+
+def image_bytes(row: dict) -> bytes:
+    """The uploaded file of a request, from its body or a known multipart field."""
+    for field in IMAGE_FIELDS:
+        value = row.get(field)
+        if isinstance(value, bytes | bytearray):
+            return bytes(value)
+        if value is not None and field == "body":
+            raise InputError(
+                415,
+                f"not an image: the body was decoded as {type(value).__name__}"
+                " (text or JSON); send the image file's bytes",
+            )
+        if value is not None:
+            raise InputError(400, f"form field {field!r} holds text, not an image file")
+    names = ", ".join(repr(k) for k in row) or "none"
+    raise InputError(
+        400,
+        f"no image in the request (fields: {names}); send the image bytes as the body "
+        f"or as a multipart file field named one of {', '.join(IMAGE_FIELDS[1:])}",
+    )
+
+
+def output_kind(row: dict, accept: str | None) -> str:
+    """From the ``output`` query parameter, else the Accept header, else JSON."""
+    if "output" in row:
+        output = _text(row["output"]).strip().lower()
+        if output not in OUTPUTS:
+            raise InputError(400, f"output={output!r}: use one of {', '.join(OUTPUTS)}")
+        return output
+    for media in (accept or "").split(","):
+        output = ACCEPT_TO_OUTPUT.get(media.split(";")[0].strip().lower())
+        if output:
+            return output
+    return "json"
+
+
+def parse_request(row: dict, accept: str | None = None) -> Request:
+    return Request(image_bytes(row), output_kind(row, accept))

@@ -1,0 +1,25 @@
+"""Handler settings: the ``handler:`` section of config/model-config.yaml."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class HandlerConfig:
+    """The ``handler:`` section of model-config.yaml (see config/model-config.yaml)."""
+
+    max_image_pixels: int = 25_000_000
+    min_image_side: int = 8
+    overlay_alpha: float = 0.5
+    jpeg_quality: int = 85
+    threads: int = 0
+    """torch threads per CPU worker; 0 = cores / workers (TorchServe sets none itself)."""
+
+    @classmethod
+    def from_yaml(cls, section: dict | None) -> HandlerConfig:
+        known = cls.__dataclass_fields__.keys()
+        unknown = set(section or {}) - set(known)
+        if unknown:
+            raise ValueError(f"unknown handler settings {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**(section or {}))

@@ -1,0 +1,160 @@
+"""The handler driven like TorchServe drives it, with a small fake context instead of a server."""
+
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from handler.petseg_handler import PetSegHandler
+from handler.settings import HandlerConfig
+from tests import images
+
+
+class FakeMetrics:
+    def __init__(self):
+        self.recorded = {}
+
+    def _add(self, name, value, *args, **kwargs):
+        self.recorded[name] = value
+
+    add_time = add_metric = add_counter = _add
+
+
+class FakeContext:
+    """The parts of ts.context.Context a handler touches."""
+
+    def __init__(self, model_dir, batch_size=4, yaml=None):
+        self.system_properties = {
+            "model_dir": str(model_dir),
+            "gpu_id": None,
+            "batch_size": batch_size,
+        }
+        self.manifest = {"model": {"modelName": "petseg", "modelVersion": "1.0"}}
+        self.model_yaml_config = yaml or {}
+        self.metrics = FakeMetrics()
+        self.headers, self.statuses, self.content_types = {}, {}, {}
+
+    def get_request_header(self, idx, key):
+        return self.headers.get(idx, {}).get(key)
+
+    def set_response_status(self, code=200, phrase="", idx=0):
+        self.statuses[idx] = (code, phrase)
+
+    def set_response_content_type(self, idx, value):
+        self.content_types[idx] = value
+
+
+@pytest.fixture(scope="module")
+def handler(tiny_export):
+    h = PetSegHandler()
+    h.initialize(FakeContext(tiny_export))
+    return h
+
+
+def run(handler, rows, tiny_export, headers=None):
+    context = FakeContext(tiny_export)
+    context.headers = headers or {}
+    return handler.handle(rows, context), context
+
+
+def decode_png(b64: str) -> Image.Image:
+    import base64
+
+    return Image.open(io.BytesIO(base64.b64decode(b64)))
+
+
+def test_mixed_batch_answers_each_request_on_its_own(handler, tiny_export):
+    rows = [
+        {"body": images.jpeg(200, 150)},
+        {"body": b""},
+        {"body": "plain text"},
+        {"data": images.png(90, 120)},
+        {"body": images.truncated_jpeg()},
+        {"body": images.png(1, 1)},
+        {"body": images.png_claiming_size(30000, 30000)},
+        {"file": images.exif_rotated_jpeg(160, 120)},
+    ]
+    answers, context = run(handler, rows, tiny_export)
+    assert len(answers) == len(rows)
+    expected_errors = {1: 400, 2: 415, 4: 400, 5: 400, 6: 413}
+    assert {i: code for i, (code, _) in context.statuses.items()} == expected_errors
+    for index, code in expected_errors.items():
+        body = json.loads(answers[index])
+        assert body["code"] == code and body["message"] == context.statuses[index][1]
+        assert context.content_types[index] == "application/json"
+    for index, size in {0: (200, 150), 3: (90, 120), 7: (120, 160)}.items():
+        result = json.loads(answers[index])
+        assert (result["width"], result["height"]) == size
+        mask = decode_png(result["mask_png"])
+        assert mask.mode == "P" and mask.size == size
+        assert set(np.unique(np.asarray(mask))) <= {0, 1, 2}
+        assert decode_png(result["overlay_jpeg"]).size == size
+        assert result["batch_size"] == len(rows)
+        assert context.content_types[index] == "application/json"
+    assert context.metrics.recorded["PetsegBatchSize"] == 8
+    assert context.metrics.recorded["PetsegRejectedRequests"] == 5
+
+
+def test_result_describes_classes_and_found_regions(handler, tiny_export):
+    (answer,), _ = run(handler, [{"body": images.jpeg()}], tiny_export)
+    result = json.loads(answer)
+    assert result["model"] == {"name": "petseg", "version": "1.0"}
+    assert [c["name"] for c in result["classes"]] == ["background", "cat", "dog"]
+    assert result["classes"][1]["color"] == [255, 0, 0]
+    labels = np.asarray(decode_png(result["mask_png"]))
+    for found in result["found"]:
+        assert found["fraction"] == pytest.approx((labels == found["id"]).mean(), abs=1e-5)
+        x0, y0, x1, y1 = found["bbox"]
+        assert (labels[y0:y1, x0:x1] == found["id"]).any()
+    assert set(result["timings_ms"]) == {"preprocess", "inference", "postprocess"}
+
+
+def test_binary_outputs_by_query_or_accept_header(handler, tiny_export):
+    rows = [
+        {"body": images.jpeg(64, 48), "output": "mask"},
+        {"body": images.jpeg(64, 48), "output": b"overlay"},
+        {"body": images.jpeg(64, 48)},
+        {"body": images.jpeg(64, 48), "output": "svg"},
+    ]
+    answers, context = run(handler, rows, tiny_export, headers={2: {"Accept": "image/png"}})
+    assert context.content_types[0] == context.content_types[2] == "image/png"
+    assert Image.open(io.BytesIO(answers[0])).size == (64, 48)
+    assert answers[0] == answers[2]
+    assert context.content_types[1] == "image/jpeg"
+    assert Image.open(io.BytesIO(answers[1])).format == "JPEG"
+    assert context.statuses[3][0] == 400 and "output='svg'" in json.loads(answers[3])["message"]
+
+
+def test_a_batch_of_only_bad_requests_runs_no_model(handler, tiny_export):
+    answers, context = run(handler, [{"body": b""}, {"nothing": "here"}], tiny_export)
+    assert [code for code, _ in context.statuses.values()] == [400, 400]
+    assert "no image in the request" in json.loads(answers[1])["message"]
+
+
+def test_same_image_same_mask_whatever_the_batch(handler, tiny_export):
+    data = images.jpeg(120, 90)
+    (alone,), _ = run(handler, [{"body": data}], tiny_export)
+    batched, _ = run(handler, [{"body": images.png(50, 200)}, {"body": data}], tiny_export)
+    a = np.asarray(decode_png(json.loads(alone)["mask_png"]))
+    b = np.asarray(decode_png(json.loads(batched[1])["mask_png"]))
+    assert (a == b).mean() > 0.995
+
+
+def test_unknown_handler_setting_is_refused():
+    with pytest.raises(ValueError, match="unknown handler settings"):
+        HandlerConfig.from_yaml({"max_pixels": 5})
+
+
+def test_threads_default_to_cores_per_worker(tiny_export, monkeypatch):
+    import torch
+
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    before = torch.get_num_threads()
+    try:
+        h = PetSegHandler()
+        h.initialize(FakeContext(tiny_export, yaml={"minWorkers": 4}))
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
