@@ -17,9 +17,10 @@ INPUT_SIZE ?= 256
 BATCH_SIZE ?= 16
 TRAIN_ARGS ?=
 
-.PHONY: help setup train-demo train evaluate archive serve stop lint format test clean
+.PHONY: help setup run train-demo train evaluate archive serve stop browser lint format test clean
 
 help:
+	@echo "make run          the demo: model (trained if missing), TorchServe and the web page"
 	@echo "make setup        create $(VENV) and install everything"
 	@echo "make train-demo   synthetic data + demo model, exported to $(EXPORT_DIR)"
 	@echo "make train DATA=PATH [RUN=runs/NAME EPOCHS=N INPUT_SIZE=N TRAIN_ARGS='...']"
@@ -72,6 +73,9 @@ model_store/petseg.mar: $(EXPORT_DIR)/model_spec.json $(wildcard handler/*.py) \
 		config/model-config.yaml handler/requirements.txt | $(STAMP)
 	$(PY) -m handler.archive --export-dir $(EXPORT_DIR) --out model_store
 
+run: model_store/petseg.mar
+	$(PY) -m frontend_server.run
+
 serve: model_store/petseg.mar
 	$(PY) -m handler.server start
 
@@ -86,7 +90,14 @@ format: | $(STAMP)
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-test: | $(STAMP)
+# Debian's Chromium and its matching driver for the real-browser tests (test tools cannot
+# download browsers here).
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+		  chromium chromium-driver >/dev/null; }
+
+test: browser | $(STAMP)
 	$(MAKE) lint
 	timeout -s KILL 1200 $(PY) -m pytest
 

@@ -145,11 +145,14 @@ class PetSegmentation(torch.utils.data.Dataset):
         transform: PairTransform,
         classes: str = "multiclass",
         border: str = "ignore",
+        max_side: int | None = None,
     ) -> None:
         self.samples = samples
         self.transform = transform
         self.classes = classes
         self.border = border
+        self.max_side = max_side
+        """Largest side the transform needs; JPEGs may be decoded down to it (never below)."""
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -169,10 +172,15 @@ class PetSegmentation(torch.utils.data.Dataset):
         sample = self.samples[index]
         try:
             with Image.open(sample.image) as raw:
+                size = raw.size
+                if self.max_side:  # let libjpeg decode at 1/2, 1/4 ... when that is enough
+                    raw.draft("RGB", (self.max_side, self.max_side))
                 image = raw.convert("RGB")
             labels = self.labels(sample)
-            if labels.size != image.size:
-                raise ValueError(f"mask is {labels.size}, image is {image.size}")
+            if labels.size != size:
+                raise ValueError(f"mask is {labels.size}, image is {size}")
+            if image.size != size:
+                labels = labels.resize(image.size, Image.Resampling.NEAREST)
         except (OSError, ValueError, SyntaxError) as exc:
             return Skipped(sample.name, f"{type(exc).__name__}: {exc}")
         return self.transform(image, labels)

@@ -22,8 +22,15 @@ def plot_curves(log_path: Path, out: Path) -> None:
     left.plot(epochs, [r["train_loss"] for r in rows], label="train")
     left.plot(epochs, [r["val_loss"] for r in rows], label="val")
     left.set(xlabel="epoch", ylabel="loss", title="loss")
-    right.plot(epochs, [r["val_miou"] for r in rows], label="mIoU")
-    right.plot(epochs, [r["val_fg_iou"] for r in rows], label="foreground IoU")
+    nan = float("nan")  # undefined scores are null in the log
+    right.plot(
+        epochs, [r["val_miou"] if r["val_miou"] is not None else nan for r in rows], label="mIoU"
+    )
+    right.plot(
+        epochs,
+        [r["val_fg_iou"] if r["val_fg_iou"] is not None else nan for r in rows],
+        label="foreground IoU",
+    )
     right.set(xlabel="epoch", ylim=(0, 1), title="validation")
     for ax in (left, right):
         ax.legend()

@@ -191,7 +191,7 @@ def background(rng: np.random.Generator, size: tuple[int, int]) -> Image.Image:
         else:
             pts = [(x0 + rng.uniform(0, 0.4) * w, y0 + rng.uniform(0, 0.4) * h) for _ in range(5)]
             draw.polygon(pts, fill=colour)
-    if rng.random() < 0.12:  # a furry cushion: texture alone must not mean "pet"
+    if rng.random() < 0.1:  # a furry cushion: texture alone must not mean "pet"
         blob = Image.new("L", size, 0)
         bx, by = rng.uniform(0, w), rng.uniform(0, h)
         r = rng.uniform(0.1, 0.25) * min(w, h)
@@ -227,8 +227,8 @@ def make_sample(species: int, rng: np.random.Generator) -> tuple[Image.Image, Im
     h = int(w * rng.uniform(0.7, 1.3))
     image = background(rng, (w, h))
     labels = np.zeros((h, w), dtype=np.uint8)
-    n_animals = 2 if rng.random() < 0.2 else 1
-    across = rng.uniform(0.15, 0.85)
+    n_animals = 2 if rng.random() < 0.15 else 1
+    across = rng.uniform(0.15, 0.85) if n_animals == 1 else rng.choice([0.25, 0.75])
     for k in range(n_animals):
         scale = rng.uniform(0.6, 0.95) * min(w, h) * (0.7 if k else 1.0)
         # A second animal stands on the other side: overlapping, not stacked on the first.
@@ -240,12 +240,12 @@ def make_sample(species: int, rng: np.random.Generator) -> tuple[Image.Image, Im
         fur = Image.fromarray(np.clip(fur_texture(rng, (h, w)), 0, 255).astype(np.uint8))
         image.paste(fur, (0, 0), mask.filter(ImageFilter.GaussianBlur(0.7)))
         labels[np.asarray(mask) > 127] = 1
-    if rng.random() < 0.3:
+    if rng.random() < 0.2:
         _occlude(rng, image, labels)
-    pet = Image.fromarray(labels * 255)
-    band = np.asarray(pet.filter(ImageFilter.MaxFilter(5))) != np.asarray(
-        pet.filter(ImageFilter.MinFilter(5))
-    )
+    # Border band = 5x5 dilation minus 5x5 erosion. A 5x5 box blur of the 0/255 mask gives both
+    # (> 0: some pet pixel near, == 255: all pet) at a fraction of MaxFilter/MinFilter's cost.
+    box = np.asarray(Image.fromarray(labels * 255).filter(ImageFilter.BoxBlur(2)))
+    band = (box > 0) & (box < 255)
     trimap = np.where(labels > 0, TRIMAP_PET, TRIMAP_BACKGROUND).astype(np.uint8)
     trimap[band] = TRIMAP_BORDER
     return image, Image.fromarray(trimap)

@@ -79,9 +79,17 @@ def train_one_epoch(
 
 @torch.inference_mode()
 def evaluate(
-    model, loader, criterion, device, class_names, skips: SkipLog, desc: str = "eval"
+    model,
+    loader,
+    criterion,
+    device,
+    class_names,
+    skips: SkipLog,
+    desc: str = "eval",
+    amp_dtype: torch.dtype | None = None,
 ) -> tuple[SegmentationMetrics, float]:
-    """Metrics and mean loss of ``model`` over ``loader``."""
+    """Metrics and mean loss of ``model`` over ``loader`` (mixed precision if ``amp_dtype``:
+    fine for choosing checkpoints; reported numbers come from the fp32 evaluate command)."""
     model.eval()
     metrics = SegmentationMetrics(class_names)
     total_loss, seen = 0.0, 0
@@ -91,13 +99,19 @@ def evaluate(
         if images is None:
             continue
         images = images.to(device, memory_format=torch.channels_last)
-        logits = model(images).float()
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            logits = model(images).float()
         masks = masks.to(device)
         total_loss += criterion(logits, masks).item() * len(images)
         seen += len(images)
         metrics.update(masks, predict_labels(logits))
         bar.set_postfix(mIoU=f"{metrics.miou:.3f}")
     return metrics, total_loss / max(seen, 1)
+
+
+def _score(value: float | None) -> str:
+    """A metric for the log line; None when undefined (e.g. no pet pixel in the split)."""
+    return "n/a" if value is None else f"{value:.4f}"
 
 
 def warmup_cosine(total_steps: int, warmup: float = 0.1) -> Callable[[int], float]:
@@ -140,7 +154,9 @@ def main(args: argparse.Namespace) -> dict[str, float]:
         samples = find_samples(args.data, split, args.val_fraction, args.seed)
         if args.limit:
             samples = samples[: args.limit]
-        return PetSegmentation(samples, transform, spec.classes, args.border)
+        # TrainTransform zooms in up to 1.3x: decode no smaller than that needs.
+        max_side = round(spec.input_size * TrainTransform.max_zoom)
+        return PetSegmentation(samples, transform, spec.classes, args.border, max_side)
 
     train_set = dataset("train", TrainTransform(spec))
     val_set = dataset("val", EvalTransform(spec))
@@ -197,12 +213,19 @@ def main(args: argparse.Namespace) -> dict[str, float]:
             )
         )
         metrics, val_loss = evaluate(
-            model, val_loader, criterion, device, spec.class_names, skips, desc=f"epoch {epoch} val"
+            model,
+            val_loader,
+            criterion,
+            device,
+            spec.class_names,
+            skips,
+            f"epoch {epoch} val",
+            amp_dtype,
         )
         results = metrics.compute()["dataset"]
         record.update(val_loss=val_loss, val_miou=results["miou"], val_fg_iou=results["fg_iou"])
-        improved = record["val_miou"] > best_miou
-        best_miou, stale = (record["val_miou"], 0) if improved else (best_miou, stale + 1)
+        improved = (record["val_miou"] or 0.0) > best_miou
+        best_miou, stale = (record["val_miou"] or 0.0, 0) if improved else (best_miou, stale + 1)
         state = {
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
@@ -221,7 +244,7 @@ def main(args: argparse.Namespace) -> dict[str, float]:
             log.write(json.dumps(record) + "\n")
         tqdm.write(
             f"epoch {epoch}: loss {record['train_loss']:.4f} val_loss {val_loss:.4f} "
-            f"val mIoU {record['val_miou']:.4f} fg IoU {record['val_fg_iou']:.4f} "
+            f"val mIoU {_score(record['val_miou'])} fg IoU {_score(record['val_fg_iou'])} "
             f"({record['train_images_per_s']:.1f} img/s){' *best*' if improved else ''}"
         )
         if args.patience and stale >= args.patience:

@@ -29,7 +29,10 @@ def _paste(canvas: np.ndarray, src: np.ndarray, top: int, left: int) -> None:
 class TrainTransform:
     """Random scale around the letterbox size, random crop/pad placement, flip, colour jitter."""
 
-    def __init__(self, spec: ModelSpec, scale: tuple[float, float] = (0.6, 1.3)) -> None:
+    max_zoom = 1.3
+    """Largest scale factor relative to the letterbox size."""
+
+    def __init__(self, spec: ModelSpec, scale: tuple[float, float] = (0.6, max_zoom)) -> None:
         self.spec = spec
         self.scale = scale
         self.jitter = ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3, hue=0.04)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import shutil
+import socket
 import warnings
 from pathlib import Path
 
@@ -90,3 +91,36 @@ def tiny_export(oxford_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     out = tmp_path_factory.mktemp("export") / "petseg"
     export.export(run / "best.pt", out, version="1.0")
     return out
+
+
+def free_ports(n: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+@pytest.fixture(scope="session")
+def model_store(tiny_export: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from handler.archive import build_archive
+
+    store = tmp_path_factory.mktemp("model_store")
+    build_archive(tiny_export, store)
+    return store
+
+
+@pytest.fixture(scope="session")
+def server(model_store: Path, tmp_path_factory: pytest.TempPathFactory):
+    """A real TorchServe on free ports serving the tiny model, for the whole session."""
+    from handler.server import Instance, Ports, start, stop, wait_ready
+
+    instance = Instance(tmp_path_factory.mktemp("torchserve"), model_store, Ports(*free_ports(3)))
+    process = start(instance)
+    try:
+        wait_ready(instance, process, timeout=240)
+        yield instance
+    finally:
+        stop(instance, process)

@@ -5,48 +5,18 @@ from __future__ import annotations
 import base64
 import io
 import json
-import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 import requests
 from PIL import Image
 
 from handler.archive import build_archive
-from handler.server import Instance, Ports, ready_workers, start, stop, wait_ready
+from handler.server import Instance, ready_workers
 from tests import images
 
 pytestmark = pytest.mark.slow
-
-
-def free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
-@pytest.fixture(scope="session")
-def model_store(tiny_export, tmp_path_factory) -> Path:
-    store = tmp_path_factory.mktemp("model_store")
-    build_archive(tiny_export, store)
-    return store
-
-
-@pytest.fixture(scope="session")
-def server(model_store, tmp_path_factory):
-    instance = Instance(tmp_path_factory.mktemp("torchserve"), model_store, Ports(*free_ports(3)))
-    process = start(instance)
-    try:
-        wait_ready(instance, process, timeout=240)
-        yield instance
-    finally:
-        stop(instance, process)
 
 
 def infer(server: Instance, body: bytes | None, key: str | None = "inference", **kwargs):

@@ -82,10 +82,18 @@ def test_resume_repeats_exactly_what_the_interrupted_run_would_have_done(
         assert resumed[2][key] == pytest.approx(epochs_logged(straight)[2][key], rel=1e-4)
 
 
-def test_early_stopping_stops(oxford_dir, tmp_path):
-    args = train_args(oxford_dir, tmp_path, "--epochs", "6", "--patience", "1", "--lr", "1e-9")
-    train.main(args)
-    assert len(epochs_logged(tmp_path)) < 6
+def test_early_stopping_stops_after_patience_epochs_without_gain(oxford_dir, tmp_path, monkeypatch):
+    from model_training.metrics import SegmentationMetrics
+
+    def flat_validation(*args, **kwargs):
+        """The same validation score every epoch: nothing ever improves after epoch 0."""
+        metrics = SegmentationMetrics(["background", "cat", "dog"])
+        metrics.update(torch.zeros(1, 4, 4, dtype=torch.long), torch.zeros(1, 4, 4))
+        return metrics, 1.0
+
+    monkeypatch.setattr(train, "evaluate", flat_validation)
+    train.main(train_args(oxford_dir, tmp_path, "--epochs", "6", "--patience", "2"))
+    assert [r["epoch"] for r in epochs_logged(tmp_path)] == [0, 1, 2]
 
 
 def test_evaluate_writes_table_json_and_grid(trained_run, oxford_dir, tmp_path, capsys):

@@ -1,0 +1,49 @@
+"""The petseg web page and its API: a small Flask app in front of TorchServe.
+
+create_app()  # settings: DEFAULTS < PETSEG_* environment variables < test_config
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from flask import Flask
+
+from frontend_server import api, errors, pages
+from frontend_server.torchserve import TorchServeClient
+
+DEFAULTS: dict[str, Any] = {
+    "TORCHSERVE_INFERENCE_URL": "http://127.0.0.1:8080",
+    "TORCHSERVE_MANAGEMENT_URL": "http://127.0.0.1:8081",
+    "MODEL_NAME": "petseg",
+    "KEY_FILE": "logs/torchserve/key_file.json",
+    "MAX_UPLOAD_MB": 20,
+    "TIMEOUT_S": 60.0,
+}
+ENV_PREFIX = "PETSEG_"
+
+
+def settings_from_env(environ: dict[str, str]) -> dict[str, Any]:
+    """PETSEG_<NAME> overrides a default, converted to the default's type."""
+    found = {}
+    for name, default in DEFAULTS.items():
+        value = environ.get(ENV_PREFIX + name)
+        if value is not None:
+            found[name] = type(default)(value)
+    return found
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    app = Flask(__name__)
+    app.config.update(DEFAULTS)
+    app.config.update(settings_from_env(dict(os.environ)))
+    app.config.update(test_config or {})
+    # Flask refuses bodies over this before they are read (413), so uploads never buffer whole.
+    # A little slack over the file limit for the multipart envelope.
+    app.config["MAX_CONTENT_LENGTH"] = int(app.config["MAX_UPLOAD_MB"] * 1024 * 1024) + 64 * 1024
+    app.extensions["torchserve"] = TorchServeClient.from_config(app.config)
+    app.register_blueprint(pages.bp)
+    app.register_blueprint(api.bp)
+    errors.register(app)
+    return app

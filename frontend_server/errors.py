@@ -1,0 +1,38 @@
+"""Every error leaves as JSON with a message and the right status, never as an HTML page."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, jsonify
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from frontend_server.torchserve import TorchServeError
+
+logger = logging.getLogger(__name__)
+
+
+def error_response(status: int, message: str) -> Response:
+    response = jsonify({"code": status, "message": message})
+    response.status_code = status
+    return response
+
+
+def register(app: Flask) -> None:
+    @app.errorhandler(TorchServeError)
+    def torchserve_error(exc: TorchServeError) -> Response:
+        return error_response(exc.status, exc.message)
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def too_large(exc: RequestEntityTooLarge) -> Response:
+        limit = app.config["MAX_UPLOAD_MB"]
+        return error_response(413, f"upload too large: the limit is {limit} MB")
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response:
+        return error_response(exc.code or 500, exc.description or exc.name)
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> Response:
+        logger.exception("unhandled error")
+        return error_response(500, "internal error; the server log has the details")

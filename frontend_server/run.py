@@ -1,0 +1,58 @@
+"""`make run`: TorchServe with petseg plus this web app, until Ctrl-C stops both.
+
+    python -m frontend_server.run [--host 127.0.0.1 --port 5000]
+
+Reuses a TorchServe that already serves petseg (make serve) and leaves it running; otherwise
+starts one and stops it, workers included, on Ctrl-C or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+
+from waitress import create_server
+
+from frontend_server import create_app
+from handler.server import Instance, ready_workers, start, stop, wait_ready
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=5000)
+    parser.add_argument("--threads", type=int, default=16, help="waitress worker threads")
+    args = parser.parse_args(argv)
+
+    instance = Instance()
+    process = None
+    if not ready_workers(instance):
+        print("starting TorchServe ...", flush=True)
+        process = start(instance)
+        wait_ready(instance, process)
+    app = create_app({"KEY_FILE": str(instance.key_file)})
+    server = create_server(app, host=args.host, port=args.port, threads=args.threads)
+    signal.signal(signal.SIGTERM, lambda *_: server.close())
+    print(
+        f"\n  page:       http://{args.host}:{args.port}/\n"
+        f"  API:        POST http://{args.host}:{args.port}/api/segment  (multipart 'file')\n"
+        f"  health:     GET  http://{args.host}:{args.port}/api/health\n"
+        f"  TorchServe: {instance.url('inference', '/predictions/petseg')} "
+        f"(keys: {instance.key_file})\n  Ctrl-C stops everything.\n",
+        flush=True,
+    )
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+        if process is not None:
+            print("stopping TorchServe ...", flush=True)
+            stop(instance, process)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

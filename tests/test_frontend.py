@@ -1,0 +1,194 @@
+"""The Flask proxy: alone (test client), and in front of a real TorchServe."""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+import threading
+
+import pytest
+from PIL import Image
+
+from frontend_server import create_app, settings_from_env
+from tests import images
+from tests.conftest import free_ports
+
+
+@pytest.fixture
+def offline_client(tmp_path):
+    """An app whose TorchServe is down: nothing listens, no key file."""
+    port = free_ports(1)[0]
+    app = create_app(
+        {
+            "TORCHSERVE_INFERENCE_URL": f"http://127.0.0.1:{port}",
+            "TORCHSERVE_MANAGEMENT_URL": f"http://127.0.0.1:{port}",
+            "KEY_FILE": str(tmp_path / "missing.json"),
+            "MAX_UPLOAD_MB": 0.05,
+        }
+    )
+    return app.test_client()
+
+
+def upload(client, data: bytes, name: str = "cat.jpg", output: str | None = None, field="file"):
+    query = f"?output={output}" if output else ""
+    return client.post(
+        f"/api/segment{query}",
+        data={field: (io.BytesIO(data), name)},
+        content_type="multipart/form-data",
+    )
+
+
+def test_page_and_static_files_are_served(offline_client):
+    with offline_client.get("/") as page:
+        assert page.status_code == 200 and b'<input id="file" type="file"' in page.data
+    for path in ("/static/style.css", "/static/script.js", "/static/samples/cat.jpg"):
+        with offline_client.get(path) as response:  # closing releases the sent file
+            assert response.status_code == 200, path
+
+
+def test_missing_file_is_a_400_naming_the_field(offline_client):
+    response = offline_client.post(
+        "/api/segment", data={"other": "x"}, content_type="multipart/form-data"
+    )
+    assert response.status_code == 400 and "'file'" in response.get_json()["message"]
+    assert upload(offline_client, b"x", field="wrong").status_code == 400
+
+
+def test_oversized_upload_is_413_before_torchserve(offline_client):
+    response = upload(offline_client, b"\xff" * 300_000)
+    assert response.status_code == 413
+    assert response.get_json()["message"] == "upload too large: the limit is 0.05 MB"
+
+
+def test_torchserve_down_is_503_with_a_reason(offline_client):
+    response = upload(offline_client, images.jpeg())
+    assert response.status_code == 503 and "key file" in response.get_json()["message"]
+    health = offline_client.get("/api/health")
+    assert health.status_code == 503 and health.get_json()["torchserve"] == "down"
+
+
+def test_unknown_routes_and_methods_answer_json(offline_client):
+    for response in (
+        offline_client.get("/nope"),
+        offline_client.get("/api/segment"),
+        offline_client.get("/models"),
+        offline_client.get("/api/../metrics"),
+    ):
+        assert response.status_code in (404, 405) and "message" in response.get_json()
+
+
+def test_settings_come_from_prefixed_environment():
+    assert settings_from_env(
+        {"PETSEG_TIMEOUT_S": "2.5", "PETSEG_MODEL_NAME": "x", "OTHER": "1"}
+    ) == {"TIMEOUT_S": 2.5, "MODEL_NAME": "x"}
+
+
+@pytest.fixture
+def slow_torchserve(tmp_path):
+    """A socket that accepts connections and never answers, with a valid-looking key file."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    accepted = []
+    stop = threading.Event()
+
+    def accept():
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    keys = {k: {"key": "k"} for k in ("inference", "management", "API")}
+    (tmp_path / "keys.json").write_text(json.dumps(keys))
+    yield listener.getsockname()[1], tmp_path / "keys.json"
+    stop.set()
+    thread.join()
+    for conn in accepted:
+        conn.close()
+    listener.close()
+
+
+def test_slow_torchserve_is_504(slow_torchserve):
+    port, key_file = slow_torchserve
+    app = create_app(
+        {
+            "TORCHSERVE_INFERENCE_URL": f"http://127.0.0.1:{port}",
+            "KEY_FILE": str(key_file),
+            "TIMEOUT_S": 0.5,
+        }
+    )
+    response = upload(app.test_client(), images.jpeg())
+    assert response.status_code == 504 and "did not answer" in response.get_json()["message"]
+
+
+# -- against the real TorchServe -------------------------------------------------------------
+@pytest.fixture
+def client(server):
+    return create_app(
+        {
+            "TORCHSERVE_INFERENCE_URL": server.url("inference"),
+            "TORCHSERVE_MANAGEMENT_URL": server.url("management"),
+            "KEY_FILE": str(server.key_file),
+        }
+    ).test_client()
+
+
+@pytest.mark.slow
+def test_segment_through_the_proxy(client):
+    response = upload(client, images.jpeg(300, 200))
+    assert response.status_code == 200
+    result = response.get_json()
+    assert (result["width"], result["height"]) == (300, 200)
+    mask = upload(client, images.png(64, 48), "a.png", output="mask")
+    assert mask.content_type == "image/png"
+    assert Image.open(io.BytesIO(mask.data)).size == (64, 48)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("data", "status", "words"),
+    [
+        (b"%PDF-1.4 not an image", 415, "not a supported image"),
+        (images.truncated_jpeg(), 400, "truncated"),
+        (b"", 400, "empty request"),
+    ],
+)
+def test_torchserve_client_errors_pass_through(client, data, status, words):
+    response = upload(client, data)
+    assert response.status_code == status and words in response.get_json()["message"]
+
+
+@pytest.mark.slow
+def test_health_reports_ready_workers(client):
+    health = client.get("/api/health")
+    assert health.status_code == 200 and health.get_json()["ready_workers"] >= 1
+
+
+@pytest.mark.slow
+def test_a_stale_key_in_the_key_file_is_renewed_and_retried(client, server):
+    stale = server.key_file.read_text()
+    from handler.server import request
+
+    status, _ = request(server.url("management", "/token?type=inference"), server.keys()["API"])
+    assert status == 200
+    server.key_file.write_text(stale)  # the file still holds the key TorchServe now refuses
+    response = upload(client, images.jpeg())
+    assert response.status_code == 200
+    assert server.keys()["inference"] != json.loads(stale)["inference"]["key"]
+
+
+@pytest.mark.slow
+def test_tokens_never_reach_the_client(client, server):
+    keys = set(server.keys().values())
+    for response in (
+        upload(client, images.jpeg()),
+        upload(client, b"junk"),
+        client.get("/api/health"),
+        client.get("/"),
+    ):
+        assert not any(key.encode() in response.data for key in keys)
