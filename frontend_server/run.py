@@ -18,6 +18,10 @@ from frontend_server import create_app
 from handler.server import Instance, ready_workers, start, stop, wait_ready
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
@@ -33,7 +37,10 @@ def main(argv: list[str] | None = None) -> int:
         wait_ready(instance, process)
     app = create_app({"KEY_FILE": str(instance.key_file)})
     server = create_server(app, host=args.host, port=args.port, threads=args.threads)
-    signal.signal(signal.SIGTERM, lambda *_: server.close())
+    # Ctrl-C and SIGTERM both end the serve loop below, even when the shell that started us
+    # ignored SIGINT (background jobs inherit SIG_IGN).
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     print(
         f"\n  page:       http://{args.host}:{args.port}/\n"
         f"  API:        POST http://{args.host}:{args.port}/api/segment  (multipart 'file')\n"
