@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
 import shutil
 import socket
@@ -63,30 +64,23 @@ def oxford_copy(oxford_dir: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(oxford_dir, tmp_path / "oxford"))
 
 
+def tiny_train_args(data: Path, out: Path, *extra: str) -> argparse.Namespace:
+    """A training run small enough for tests: 16 images at 64 px, no loader processes."""
+    from model_training import train
+
+    return train.get_args_parser().parse_args(
+        ["--data", str(data), "--out", str(out), "--input-size", "64", "--batch-size", "8",
+         "--limit", "16", "--workers", "0", "--lr", "1e-3", *extra]
+    )  # fmt: skip
+
+
 @pytest.fixture(scope="session")
 def tiny_export(oxford_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A really trained (if briefly) 64-px model, exported: what the serving tests load."""
     from model_training import export, train
 
     run = tmp_path_factory.mktemp("tiny-run")
-    args = train.get_args_parser().parse_args(
-        [
-            "--data",
-            str(oxford_dir),
-            "--out",
-            str(run),
-            "--input-size",
-            "64",
-            "--batch-size",
-            "8",
-            "--limit",
-            "16",
-            "--workers",
-            "0",
-            "--epochs",
-            "2",
-        ]
-    )
+    args = tiny_train_args(oxford_dir, run, "--epochs", "2")
     train.main(args)
     out = tmp_path_factory.mktemp("export") / "petseg"
     export.export(run / "best.pt", out, version="1.0")

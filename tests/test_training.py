@@ -10,30 +10,9 @@ import torch
 from model_training import evaluate, export, train
 from model_training.model import build_model, load_encoder_weights, load_exported
 from model_training.spec import ModelSpec
+from tests.conftest import tiny_train_args
 
 pytestmark = pytest.mark.slow
-
-
-def train_args(data, out, *extra):
-    return train.get_args_parser().parse_args(
-        [
-            "--data",
-            str(data),
-            "--out",
-            str(out),
-            "--input-size",
-            "64",
-            "--batch-size",
-            "8",
-            "--limit",
-            "16",
-            "--workers",
-            "0",
-            "--lr",
-            "1e-3",
-            *extra,
-        ]
-    )
 
 
 def epochs_logged(run):
@@ -43,7 +22,7 @@ def epochs_logged(run):
 @pytest.fixture(scope="module")
 def trained_run(oxford_dir, tmp_path_factory):
     run = tmp_path_factory.mktemp("run")
-    train.main(train_args(oxford_dir, run, "--epochs", "6", "--patience", "0"))
+    train.main(tiny_train_args(oxford_dir, run, "--epochs", "6", "--patience", "0"))
     return run
 
 
@@ -59,7 +38,7 @@ def test_resume_repeats_exactly_what_the_interrupted_run_would_have_done(
     oxford_dir, tmp_path, monkeypatch
 ):
     straight = tmp_path / "straight"
-    train.main(train_args(oxford_dir, straight, "--epochs", "3", "--patience", "0"))
+    train.main(tiny_train_args(oxford_dir, straight, "--epochs", "3", "--patience", "0"))
 
     interrupted = tmp_path / "interrupted"
     real_epoch = train.train_one_epoch
@@ -71,10 +50,12 @@ def test_resume_repeats_exactly_what_the_interrupted_run_would_have_done(
 
     monkeypatch.setattr(train, "train_one_epoch", dies_in_epoch_2)
     with pytest.raises(KeyboardInterrupt):
-        train.main(train_args(oxford_dir, interrupted, "--epochs", "3", "--patience", "0"))
+        train.main(tiny_train_args(oxford_dir, interrupted, "--epochs", "3", "--patience", "0"))
     assert torch.load(interrupted / "last.pt", weights_only=True)["epoch"] == 1
     monkeypatch.setattr(train, "train_one_epoch", real_epoch)
-    train.main(train_args(oxford_dir, interrupted, "--epochs", "3", "--patience", "0", "--resume"))
+    train.main(
+        tiny_train_args(oxford_dir, interrupted, "--epochs", "3", "--patience", "0", "--resume")
+    )
 
     resumed = epochs_logged(interrupted)
     assert [r["epoch"] for r in resumed] == [0, 1, 2]
@@ -92,7 +73,7 @@ def test_early_stopping_stops_after_patience_epochs_without_gain(oxford_dir, tmp
         return metrics, 1.0
 
     monkeypatch.setattr(train, "evaluate", flat_validation)
-    train.main(train_args(oxford_dir, tmp_path, "--epochs", "6", "--patience", "2"))
+    train.main(tiny_train_args(oxford_dir, tmp_path, "--epochs", "6", "--patience", "2"))
     assert [r["epoch"] for r in epochs_logged(tmp_path)] == [0, 1, 2]
 
 
@@ -149,7 +130,7 @@ def test_local_encoder_weights_load_into_the_encoder(tmp_path):
 
 
 def test_binary_mode_trains_one_output(oxford_dir, tmp_path):
-    train.main(train_args(oxford_dir, tmp_path, "--epochs", "1", "--classes", "binary"))
+    train.main(tiny_train_args(oxford_dir, tmp_path, "--epochs", "1", "--classes", "binary"))
     state = torch.load(tmp_path / "best.pt", weights_only=True)
     assert ModelSpec.from_dict(state["spec"]).num_outputs == 1
     assert state["model"]["segmentation_head.0.weight"].shape[0] == 1
