@@ -36,7 +36,11 @@ def main(argv: list[str] | None = None) -> int:
         process = start(instance)
         wait_ready(instance, process)
     app = create_app({"KEY_FILE": str(instance.key_file)})
-    server = create_server(app, host=args.host, port=args.port, threads=args.threads)
+    # waitress's default of 100 open connections was exhausted by 16 clients opening a new
+    # connection per request (tests/test_reliability.py): new clients then hang.
+    server = create_server(
+        app, host=args.host, port=args.port, threads=args.threads, connection_limit=1000
+    )
     # Ctrl-C and SIGTERM both end the serve loop below, even when the shell that started us
     # ignored SIGINT (background jobs inherit SIG_IGN).
     signal.signal(signal.SIGINT, _interrupt)

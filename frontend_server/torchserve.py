@@ -127,9 +127,11 @@ class TorchServeClient:
             return Answer(response.status_code, response.content, kind)
         if response.status_code == 404:
             raise TorchServeError(503, f"model {self.model!r} is not registered in TorchServe")
-        if response.status_code == 503:
-            raise TorchServeError(503, f"model {self.model!r} is overloaded or has no ready "
-                                  "worker; retry in a moment")  # fmt: skip
+        if response.status_code in (500, 503, 507):
+            # 503: queue full or no ready worker; 507 (seen) or 500: the worker died mid-batch
+            # and TorchServe restarts it. All pass: the client should retry.
+            raise TorchServeError(503, f"model {self.model!r} is overloaded, restarting or has "
+                                  "no ready worker; retry in a moment")  # fmt: skip
         raise TorchServeError(502, f"TorchServe failed with HTTP {response.status_code}")
 
     def health(self) -> dict[str, Any]:

@@ -36,6 +36,10 @@ class Ports:
     inference: int = 8080
     management: int = 8081
     metrics: int = 8082
+    grpc_inference: int = 7070
+    grpc_management: int = 7071
+    workers: int = 9000
+    """First worker number: workers talk over unix sockets named after it."""
 
 
 @dataclass(frozen=True)
@@ -73,9 +77,17 @@ def render_config(instance: Instance, load_models: str = f"{MODEL_NAME}.mar") ->
     """config/config.properties with this instance's ports and absolute paths filled in."""
     store = instance.model_store.resolve()
     text = CONFIG_TEMPLATE.read_text()
+    ports = instance.ports
     for api in ("inference", "management", "metrics"):
-        default = getattr(Ports(), api)
-        text = text.replace(f"127.0.0.1:{default}", f"127.0.0.1:{getattr(instance.ports, api)}")
+        text = text.replace(
+            f"127.0.0.1:{getattr(Ports(), api)}", f"127.0.0.1:{getattr(ports, api)}"
+        )
+    for key, value in (
+        ("grpc_inference_port", ports.grpc_inference),
+        ("grpc_management_port", ports.grpc_management),
+        ("initial_worker_port", ports.workers),
+    ):
+        text = re.sub(rf"(?m)^{key}=.*$", f"{key}={value}", text)
     allowed = "file://" + re.escape(str(store)) + r"/[A-Za-z0-9_.-]+\.mar"
     text = (
         text.replace("@MODEL_STORE@", str(store))

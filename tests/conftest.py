@@ -111,7 +111,7 @@ def server(model_store: Path, tmp_path_factory: pytest.TempPathFactory):
     """A real TorchServe on free ports serving the tiny model, for the whole session."""
     from handler.server import Instance, Ports, start, stop, wait_ready
 
-    instance = Instance(tmp_path_factory.mktemp("torchserve"), model_store, Ports(*free_ports(3)))
+    instance = Instance(tmp_path_factory.mktemp("torchserve"), model_store, Ports(*free_ports(6)))
     process = start(instance)
     try:
         wait_ready(instance, process, timeout=240)
