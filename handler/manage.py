@@ -14,7 +14,6 @@ import argparse
 import json
 import sys
 import urllib.parse
-import urllib.request
 from pathlib import Path
 
 from handler.server import DEFAULT_STORE, DEFAULT_WORKDIR, MODEL_NAME, Instance, request
@@ -29,22 +28,10 @@ def management(instance: Instance, method: str, path: str, **params: object) -> 
 
 
 def predict(instance: Instance, image: Path, output: str) -> tuple[int, bytes]:
-    req = urllib.request.Request(
-        instance.url("inference", f"/predictions/{MODEL_NAME}"),
-        data=image.read_bytes(),
-        method="POST",
-        headers={
-            "Authorization": f"Bearer {instance.keys()['inference']}",
-            "Accept": ACCEPT[output],
-            # urllib's default, form-urlencoded, makes TorchServe answer 500
-            "Content-Type": "application/octet-stream",
-        },
-    )
-    try:
-        with urllib.request.urlopen(req, timeout=120) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
+    url = instance.url("inference", f"/predictions/{MODEL_NAME}")
+    # urllib's default content type, form-urlencoded, makes TorchServe answer 500.
+    headers = {"Accept": ACCEPT[output], "Content-Type": "application/octet-stream"}
+    return request(url, instance.keys()["inference"], "POST", 120, image.read_bytes(), headers)
 
 
 def run(args: argparse.Namespace, instance: Instance) -> tuple[int, bytes]:

@@ -113,7 +113,6 @@ class PetSegHandler(BaseHandler):
             start = time.perf_counter()
             item.labels = self._labels(batch.logits[next(good)], item)
             answers.append(self._answer(index, item, start))
-            item.timings.setdefault("postprocess", _ms(start))
         self._record_metrics(batch)
         return answers
 
@@ -146,15 +145,17 @@ class PetSegHandler(BaseHandler):
         return predict_labels(upsampled)[0].to(torch.uint8).cpu().numpy()
 
     def _answer(self, index: int, item: Item, start: float) -> bytes | str:
+        """The body for the requested output (timed before the JSON that reports the times)."""
         output = item.request.output
         self._set_content_type(index, OUTPUTS[output])
         if output == "mask":
-            return mask_png(item.labels, self.spec.palette)
-        if output == "overlay":
-            return self._overlay_jpeg(item)
-        mask, overlay = mask_png(item.labels, self.spec.palette), self._overlay_jpeg(item)
+            body = mask_png(item.labels, self.spec.palette)
+        elif output == "overlay":
+            body = self._overlay_jpeg(item)
+        else:
+            mask, overlay = mask_png(item.labels, self.spec.palette), self._overlay_jpeg(item)
         item.timings["postprocess"] = _ms(start)
-        return json.dumps(self._result(item, mask, overlay))
+        return json.dumps(self._result(item, mask, overlay)) if output == "json" else body
 
     def _overlay_jpeg(self, item: Item) -> bytes:
         image = overlay_image(item.image, item.labels, self.spec.palette, self.config.overlay_alpha)

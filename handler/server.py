@@ -135,11 +135,16 @@ def start(instance: Instance, load_models: str = f"{MODEL_NAME}.mar") -> subproc
 
 
 def request(
-    url: str, key: str | None = None, method: str = "GET", timeout: float = 10
+    url: str,
+    key: str | None = None,
+    method: str = "GET",
+    timeout: float = 10,
+    data: bytes | None = None,
+    headers: dict[str, str] | None = None,
 ) -> tuple[int, bytes]:
     """(status, body) of one HTTP call; HTTP errors are answers, not exceptions."""
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
-    req = urllib.request.Request(url, method=method, headers=headers)
+    headers = {**({"Authorization": f"Bearer {key}"} if key else {}), **(headers or {})}
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as response:
             return response.status, response.read()
