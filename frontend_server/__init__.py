@@ -39,7 +39,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.config.update(DEFAULTS)
     app.config.update(settings_from_env(dict(os.environ)))
     app.config.update(test_config or {})
-    # Flask refuses bodies over this before they are read (413), so uploads never buffer whole.
+    # Flask answers 413 for bodies over this (serving.py caps what the server itself spools).
     # A little slack over the file limit for the multipart envelope.
     app.config["MAX_CONTENT_LENGTH"] = int(app.config["MAX_UPLOAD_MB"] * 1024 * 1024) + 64 * 1024
     app.extensions["torchserve"] = TorchServeClient.from_config(app.config)

@@ -25,7 +25,7 @@ def segment() -> Response:
     """Forward one uploaded image; the answer (JSON, or ?output=mask|overlay) comes back as is."""
     upload = next((request.files[f] for f in FILE_FIELDS if f in request.files), None)
     if upload is None:
-        return error_response(400, "no file in the upload: send multipart/form-data with the "
+        return error_response(400, "no image file in the upload: send multipart/form-data with the "
                               f"image in a field named {FILE_FIELDS[0]!r}")  # fmt: skip
     output = request.args.get("output", "json")
     if output not in OUTPUT_ACCEPT:

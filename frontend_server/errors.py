@@ -10,6 +10,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from frontend_server.torchserve import TorchServeError
 
 logger = logging.getLogger(__name__)
+RETRY_AFTER_S = 1
 
 
 def error_response(status: int, message: str) -> Response:
@@ -21,7 +22,11 @@ def error_response(status: int, message: str) -> Response:
 def register(app: Flask) -> None:
     @app.errorhandler(TorchServeError)
     def torchserve_error(exc: TorchServeError) -> Response:
-        return error_response(exc.status, exc.message)
+        response = error_response(exc.status, exc.message)
+        if exc.status == 503:
+            # Overload, a restarting worker or TorchServe down: all pass within seconds.
+            response.headers["Retry-After"] = str(RETRY_AFTER_S)
+        return response
 
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(exc: RequestEntityTooLarge) -> Response:

@@ -12,9 +12,8 @@ import argparse
 import signal
 import sys
 
-from waitress import create_server
-
 from frontend_server import create_app
+from frontend_server.serving import make_server
 from handler.server import Instance, ready_workers, start, stop, wait_ready
 
 
@@ -36,11 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         process = start(instance)
         wait_ready(instance, process)
     app = create_app({"KEY_FILE": str(instance.key_file)})
-    # waitress's default of 100 open connections was exhausted by 16 clients opening a new
-    # connection per request (tests/test_reliability.py): new clients then hang.
-    server = create_server(
-        app, host=args.host, port=args.port, threads=args.threads, connection_limit=1000
-    )
+    server = make_server(app, args.host, args.port, args.threads)
     # Ctrl-C and SIGTERM both end the serve loop below, even when the shell that started us
     # ignored SIGINT (background jobs inherit SIG_IGN).
     signal.signal(signal.SIGINT, _interrupt)

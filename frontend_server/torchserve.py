@@ -15,6 +15,9 @@ from typing import IO, Any
 
 import requests
 
+USER_AGENT = "petseg-frontend"
+"""Sent with every call to TorchServe, so its access log tells the proxy's requests apart."""
+
 
 class TorchServeError(Exception):
     """TorchServe could not give an answer; ``status`` is what the proxy should reply."""
@@ -91,6 +94,7 @@ class TorchServeClient:
         """One connection pool per server thread (requests.Session is not thread-safe)."""
         if not hasattr(self._local, "session"):
             self._local.session = requests.Session()
+            self._local.session.headers["User-Agent"] = USER_AGENT
         return self._local.session
 
     def _post(self, stream: IO[bytes], content_type: str, accept: str, key: str):

@@ -36,7 +36,7 @@ def open_image(data: bytes, max_pixels: int, min_side: int) -> Image.Image:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data), formats=FORMATS)
     except Image.DecompressionBombError as exc:
-        raise InputError(413, f"image too large to decode: {exc}") from exc
+        raise InputError(413, f"image too large to decode safely: {exc}") from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise InputError(
             415, f"not a supported image ({len(data)} bytes): send a {FORMAT_NAMES} file"
@@ -44,7 +44,9 @@ def open_image(data: bytes, max_pixels: int, min_side: int) -> Image.Image:
     width, height = image.size
     if width * height > max_pixels:
         raise InputError(
-            413, f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}"
+            413,
+            f"image too large: {width}x{height} = {width * height} pixels; "
+            f"the limit is {max_pixels}",
         )
     if min(width, height) < min_side:
         raise InputError(

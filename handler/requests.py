@@ -38,15 +38,16 @@ def image_bytes(row: dict) -> bytes:
         if value is not None and field == "body":
             raise InputError(
                 415,
-                f"not an image: the body was decoded as {type(value).__name__}"
-                " (text or JSON); send the image file's bytes",
+                f"not a supported image: the body's Content-Type made TorchServe decode it as "
+                f"{type(value).__name__} (text or JSON); send the image file's bytes as "
+                "image/* or application/octet-stream",
             )
         if value is not None:
             raise InputError(400, f"form field {field!r} holds text, not an image file")
     names = ", ".join(repr(k) for k in row) or "none"
     raise InputError(
         400,
-        f"no image in the request (fields: {names}); send the image bytes as the body "
+        f"no image file in the request (fields: {names}); send the image bytes as the body "
         f"or as a multipart file field named one of {', '.join(IMAGE_FIELDS[1:])}",
     )
 

@@ -20,7 +20,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,6 +49,8 @@ class Instance:
     workdir: Path = DEFAULT_WORKDIR
     model_store: Path = DEFAULT_STORE
     ports: Ports = Ports()
+    overrides: dict[str, str] = field(default_factory=dict)
+    """config.properties settings replaced for this instance only (a test's tiny job queue)."""
 
     @property
     def key_file(self) -> Path:
@@ -82,12 +84,16 @@ def render_config(instance: Instance, load_models: str = f"{MODEL_NAME}.mar") ->
         text = text.replace(
             f"127.0.0.1:{getattr(Ports(), api)}", f"127.0.0.1:{getattr(ports, api)}"
         )
-    for key, value in (
-        ("grpc_inference_port", ports.grpc_inference),
-        ("grpc_management_port", ports.grpc_management),
-        ("initial_worker_port", ports.workers),
-    ):
-        text = re.sub(rf"(?m)^{key}=.*$", f"{key}={value}", text)
+    settings = {
+        "grpc_inference_port": ports.grpc_inference,
+        "grpc_management_port": ports.grpc_management,
+        "initial_worker_port": ports.workers,
+        **instance.overrides,
+    }
+    for key, value in settings.items():
+        text, found = re.subn(rf"(?m)^{re.escape(key)}=.*$", f"{key}={value}", text)
+        if not found:
+            text += f"\n{key}={value}\n"
     allowed = "file://" + re.escape(str(store)) + r"/[A-Za-z0-9_.-]+\.mar"
     text = (
         text.replace("@MODEL_STORE@", str(store))

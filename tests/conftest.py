@@ -3,23 +3,38 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import shutil
 import socket
+import threading
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+import requests
 from PIL import Image
 
 from model_training.datasets import labels_from_trimap, oxford_samples
 from model_training.synth import generate
+from tests import traffic
 
 with warnings.catch_warnings():
     # TorchServe 0.12 reads its version.txt without closing it, at import.
     warnings.simplefilter("ignore", ResourceWarning)
     import ts.version  # noqa: F401
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    requests.Session.send = traffic.record(requests.Session.send)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    for line in traffic.table():
+        terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")
@@ -112,9 +127,49 @@ def server(model_store: Path, tmp_path_factory: pytest.TempPathFactory):
     from handler.server import Instance, Ports, start, stop, wait_ready
 
     instance = Instance(tmp_path_factory.mktemp("torchserve"), model_store, Ports(*free_ports(6)))
+    name_ports(instance)
     process = start(instance)
     try:
         wait_ready(instance, process, timeout=240)
         yield instance
     finally:
         stop(instance, process)
+
+
+def name_ports(instance) -> None:
+    """Tell the request counter which ports are this TorchServe's APIs."""
+    for api in ("inference", "management", "metrics"):
+        traffic.name_port(getattr(instance.ports, api), f"TorchServe {api}")
+
+
+@contextlib.contextmanager
+def running_proxy(instance, threads: int = 16, **config: Any) -> Iterator[str]:
+    """The web app, served by its production server in a thread, in front of ``instance``."""
+    from frontend_server import create_app
+    from frontend_server.serving import make_server
+
+    app = create_app(
+        {
+            "TORCHSERVE_INFERENCE_URL": instance.url("inference"),
+            "TORCHSERVE_MANAGEMENT_URL": instance.url("management"),
+            "KEY_FILE": str(instance.key_file),
+            **config,
+        }
+    )
+    web = make_server(app, "127.0.0.1", 0, threads)
+    port = int(web.effective_port)  # waitress reports it as a str
+    traffic.name_port(port, "proxy")
+    thread = threading.Thread(target=web.run, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        web.close()
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def proxy(server) -> Iterator[str]:
+    """The proxy's base URL, in front of the session's TorchServe."""
+    with running_proxy(server) as url:
+        yield url

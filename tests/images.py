@@ -59,6 +59,14 @@ def png_claiming_size(width: int, height: int) -> bytes:
     return bytes(data)
 
 
+def jpeg_claiming_size(width: int, height: int) -> bytes:
+    """A small baseline JPEG whose frame header (SOF0) claims another size."""
+    data = bytearray(jpeg(16, 16))
+    frame = data.index(b"\xff\xc0")
+    data[frame + 5 : frame + 9] = struct.pack(">HH", height, width)
+    return bytes(data)
+
+
 def png_with_bad_crc() -> bytes:
     data = bytearray(png(32, 32))
     data[-20] ^= 0xFF  # inside the last IDAT chunk or its CRC

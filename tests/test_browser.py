@@ -4,35 +4,19 @@ from __future__ import annotations
 
 import os
 import shutil
-import threading
 from pathlib import Path
 
 import pytest
-from waitress import create_server
 
-from frontend_server import create_app
 from tests import images
-from tests.conftest import free_ports
 
 pytestmark = pytest.mark.slow
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "logs" / "screenshots"
 
 
 @pytest.fixture(scope="module")
-def page_url(server):
-    app = create_app(
-        {
-            "TORCHSERVE_INFERENCE_URL": server.url("inference"),
-            "TORCHSERVE_MANAGEMENT_URL": server.url("management"),
-            "KEY_FILE": str(server.key_file),
-        }
-    )
-    web = create_server(app, host="127.0.0.1", port=free_ports(1)[0], threads=4)
-    thread = threading.Thread(target=web.run, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{web.effective_port}/"
-    web.close()
-    thread.join(timeout=10)
+def page_url(proxy):
+    return f"{proxy}/"
 
 
 @pytest.fixture(scope="module")

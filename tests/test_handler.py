@@ -5,6 +5,8 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from handler.petseg_handler import PetSegHandler
@@ -130,7 +132,7 @@ def test_binary_outputs_by_query_or_accept_header(handler, tiny_export):
 def test_a_batch_of_only_bad_requests_runs_no_model(handler, tiny_export):
     answers, context = run(handler, [{"body": b""}, {"nothing": "here"}], tiny_export)
     assert [code for code, _ in context.statuses.values()] == [400, 400]
-    assert "no image in the request" in json.loads(answers[1])["message"]
+    assert "no image file in the request" in json.loads(answers[1])["message"]
 
 
 def test_same_image_same_mask_whatever_the_batch(handler, tiny_export):
@@ -140,6 +142,39 @@ def test_same_image_same_mask_whatever_the_batch(handler, tiny_export):
     a = np.asarray(decode_png(json.loads(alone)["mask_png"]))
     b = np.asarray(decode_png(json.loads(batched[1])["mask_png"]))
     assert (a == b).mean() > 0.995
+
+
+SAMPLES = [images.jpeg(48, 32), images.png(40, 40), images.animated_gif(),
+           images.truncated_jpeg(), images.png_with_bad_crc(), images.png(4, 4),
+           images.jpeg_claiming_size(30000, 30000)]  # fmt: skip
+VALUES = st.one_of(
+    st.binary(max_size=256),
+    st.text(max_size=16),
+    st.sampled_from(SAMPLES),
+    st.dictionaries(st.text(max_size=4), st.integers(), max_size=2),  # a JSON body
+)
+ROWS = st.dictionaries(
+    st.sampled_from(["body", "data", "file", "image", "output", "note"]), VALUES, max_size=3
+)
+ACCEPTS = st.sampled_from([None, "", "image/png", "image/jpeg", "*/*", "text/html, image/png"])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(ROWS, ACCEPTS), min_size=1, max_size=4))
+def test_any_batch_gets_an_answer_per_request_and_only_client_errors(handler, tiny_export, batch):
+    rows = [row for row, _ in batch]
+    headers = {i: {"Accept": accept} for i, (_, accept) in enumerate(batch)}
+    answers, context = run(handler, rows, tiny_export, headers)
+    assert len(answers) == len(rows)
+    for index, answer in enumerate(answers):
+        if index in context.statuses:
+            code, message = context.statuses[index]
+            assert 400 <= code < 500 and json.loads(answer)["message"] == message
+        elif context.content_types[index] == "application/json":
+            result = json.loads(answer)
+            assert decode_png(result["mask_png"]).size == (result["width"], result["height"])
+        else:
+            assert Image.open(io.BytesIO(answer)).format in ("PNG", "JPEG")
 
 
 def test_unknown_handler_setting_is_refused():

@@ -16,46 +16,27 @@ import psutil
 import pytest
 import requests
 from PIL import Image
-from waitress import create_server
 
-from frontend_server import create_app
 from handler.server import Instance, Ports, start, stop, wait_ready
 from tests import images
-from tests.conftest import free_ports
+from tests.conftest import free_ports, name_ports, running_proxy
 
 pytestmark = [pytest.mark.slow, pytest.mark.reliability]
-OUTCOMES: Counter = Counter()
 
 
 @pytest.fixture(scope="module")
 def stack(model_store, tmp_path_factory):
     """TorchServe and the proxy, private to this module so faults disturb no other test."""
     instance = Instance(tmp_path_factory.mktemp("ts-faults"), model_store, Ports(*free_ports(6)))
-    process = start(instance)
-    wait_ready(instance, process, timeout=240)
-    app = create_app(
-        {
-            "TORCHSERVE_INFERENCE_URL": instance.url("inference"),
-            "TORCHSERVE_MANAGEMENT_URL": instance.url("management"),
-            "KEY_FILE": str(instance.key_file),
-            "TIMEOUT_S": 30.0,
-        }
-    )
-    web = create_server(
-        app, host="127.0.0.1", port=free_ports(1)[0], threads=24, connection_limit=1000
-    )
-    thread = threading.Thread(target=web.run, daemon=True)
-    thread.start()
-    state = {
-        "instance": instance,
-        "process": process,
-        "url": f"http://127.0.0.1:{web.effective_port}",
-    }
-    yield state
-    web.close()
-    thread.join(timeout=10)
-    stop(instance, state["process"])
-    print("\nreliability requests by outcome:", dict(sorted(OUTCOMES.items())))
+    name_ports(instance)
+    state = {"instance": instance, "process": start(instance)}
+    try:
+        wait_ready(instance, state["process"], timeout=240)
+        with running_proxy(instance, threads=24, TIMEOUT_S=30.0) as url:
+            state["url"] = url
+            yield state
+    finally:
+        stop(instance, state["process"])
 
 
 def workers(instance: Instance) -> list[dict]:
@@ -75,16 +56,17 @@ def wait_workers_ready(instance: Instance, count: int, timeout: float = 120) -> 
 
 
 def post(url: str, data: bytes, name: str = "upload.jpg") -> requests.Response:
-    response = requests.post(f"{url}/api/segment", files={"file": (name, data)}, timeout=60)
-    OUTCOMES[response.status_code] += 1
-    return response
+    return requests.post(f"{url}/api/segment", files={"file": (name, data)}, timeout=60)
 
 
 BAD = [
     b"",
     b"plain text, not a picture",
+    b"%PDF-1.4\n1 0 obj <<>> endobj\n%%EOF",
     images.truncated_jpeg(),
     images.png_with_bad_crc(),
+    images.png(1, 1),
+    images.jpeg_claiming_size(30000, 30000),
     images.png_claiming_size(30000, 30000),
 ]
 
@@ -94,7 +76,7 @@ def test_mixed_load_gives_no_5xx_keeps_workers_and_memory(stack):
     before = wait_workers_ready(instance, 2)
     rss_before = sum(psutil.Process(w["pid"]).memory_info().rss for w in before)
     jobs = []
-    for i in range(300):
+    for i in range(400):
         if i % 5 == 0:
             jobs.append((BAD[i // 5 % len(BAD)], None))
         else:
@@ -161,6 +143,57 @@ def test_torchserve_down_gives_503_and_the_proxy_recovers_by_itself(stack):
     wait_ready(instance, stack["process"], timeout=240)
     assert requests.get(f"{stack['url']}/api/health", timeout=10).status_code == 200
     assert post(stack["url"], images.jpeg()).status_code == 200
+
+
+@pytest.fixture(scope="module")
+def small_queue(model_store, tmp_path_factory):
+    """A TorchServe whose job queue holds 2 requests, and its proxy: easy to overflow."""
+    workdir = tmp_path_factory.mktemp("ts-small-queue")
+    ports = Ports(*free_ports(6))
+    instance = Instance(workdir, model_store, ports, overrides={"job_queue_size": "2"})
+    name_ports(instance)
+    process = start(instance)
+    try:
+        wait_ready(instance, process, timeout=240)
+        with running_proxy(instance, threads=48) as url:
+            yield instance, url
+    finally:
+        stop(instance, process)
+
+
+def burst(send, count: int) -> list[requests.Response]:
+    """``count`` requests released at the same moment."""
+    gate = threading.Barrier(count)
+
+    def one(_):
+        gate.wait()
+        return send()
+
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(one, range(count)))
+
+
+def test_a_full_queue_is_a_quick_503_to_retry_not_a_hang(small_queue):
+    instance, url = small_queue
+    body = images.jpeg(1200, 900)
+    headers = {"Authorization": f"Bearer {instance.keys()['inference']}"}
+    direct = burst(
+        lambda: requests.post(instance.url("inference", "/predictions/petseg"), data=body,
+                              headers={**headers, "Content-Type": "image/jpeg"}, timeout=60),
+        48,
+    )  # fmt: skip
+    assert Counter(r.status_code for r in direct).keys() == {200, 503}
+
+    started = time.monotonic()
+    proxied = burst(lambda: post(url, body), 48)
+    codes = Counter(r.status_code for r in proxied)
+    assert codes.keys() == {200, 503}, codes
+    refused = [r for r in proxied if r.status_code == 503]
+    assert all(r.headers["Retry-After"] == "1" for r in refused)
+    messages = [r.json()["message"] for r in refused]
+    assert all("overloaded" in m and "retry" in m for m in messages), messages
+    assert time.monotonic() - started < 45, "a full queue must not make clients wait"
+    assert post(url, body).status_code == 200
 
 
 @pytest.mark.parametrize(
