@@ -17,7 +17,7 @@ INPUT_SIZE ?= 256
 BATCH_SIZE ?= 16
 TRAIN_ARGS ?=
 
-.PHONY: help setup run train-demo train evaluate archive serve stop browser lint format test clean
+.PHONY: help setup run train-demo train evaluate archive serve stop bench browser lint format test clean
 
 help:
 	@echo "make run          the demo: model (trained if missing), TorchServe and the web page"
@@ -28,6 +28,7 @@ help:
 	@echo "make archive      build model_store/petseg.mar from $(EXPORT_DIR) (trains the demo if missing)"
 	@echo "make serve        start TorchServe on 127.0.0.1:8080-8082 with petseg loaded"
 	@echo "make stop         stop it"
+	@echo "make bench [BENCH_ARGS=--long]  the model's limit vs a naive server vs TorchServe"
 	@echo "make test         run the test suite"
 	@echo "make lint         ruff check + format check"
 
@@ -70,6 +71,7 @@ $(EXPORT_DIR)/model_spec.json:
 archive: model_store/petseg.mar
 
 model_store/petseg.mar: $(EXPORT_DIR)/model_spec.json $(wildcard handler/*.py) \
+		model_training/spec.py model_training/imaging.py model_training/model.py \
 		config/model-config.yaml handler/requirements.txt | $(STAMP)
 	$(PY) -m handler.archive --export-dir $(EXPORT_DIR) --out model_store
 
@@ -78,6 +80,10 @@ run: model_store/petseg.mar
 
 serve: model_store/petseg.mar
 	$(PY) -m handler.server start
+
+# Throughput and latency, ~5 minutes: results in bench/results/ (JSON + PNG chart).
+bench: $(EXPORT_DIR)/model_spec.json | $(STAMP)
+	$(PY) -m bench.run --export-dir $(EXPORT_DIR) $(BENCH_ARGS)
 
 stop: | $(STAMP)
 	$(PY) -m handler.server stop

@@ -1,6 +1,6 @@
 """Compare TorchServe worker/thread/batch settings for petseg on this machine.
 
-    python -m bench.tune_serving --export-dir exported/petseg [--requests 120 --concurrency 8]
+    python -m bench.tune_serving --export-dir exported/petseg [--requests 160 --concurrency 1 16]
 
 For each candidate it builds an archive whose model-config.yaml differs only in those settings,
 registers it on one TorchServe, drives it with 500x375 JPEGs from a separate client process and
@@ -11,23 +11,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import tempfile
 from pathlib import Path
 
 import yaml
 
-from bench.loadgen import run_load
+from bench.inputs import pet_photo
+from bench.loadgen import Target, measure
 from handler.archive import MODEL_CONFIG, build_archive
 from handler.server import Instance, Ports, request, start, stop, wait_ready
-from tests import images
 
 CANDIDATES = [
-    {"workers": 1, "threads": 2, "batchSize": 1, "maxBatchDelay": 0},
-    {"workers": 1, "threads": 2, "batchSize": 4, "maxBatchDelay": 20},
+    {"workers": 1, "threads": 2, "batchSize": 8, "maxBatchDelay": 5},
     {"workers": 2, "threads": 1, "batchSize": 1, "maxBatchDelay": 0},
     {"workers": 2, "threads": 1, "batchSize": 4, "maxBatchDelay": 20},
-    {"workers": 2, "threads": 2, "batchSize": 1, "maxBatchDelay": 0},
+    {"workers": 2, "threads": 1, "batchSize": 4, "maxBatchDelay": 5},
+    {"workers": 2, "threads": 1, "batchSize": 8, "maxBatchDelay": 5},
+    {"workers": 2, "threads": 1, "batchSize": 8, "maxBatchDelay": 20},
 ]
 
 
@@ -45,37 +45,19 @@ def variant_config(candidate: dict, folder: Path) -> Path:
     return path
 
 
-def drive(instance: Instance, total: int, concurrency: int, queue) -> None:
-    """Client process: POST JPEGs and report the load summary."""
-    body = images.jpeg(500, 375)
-    url = instance.url("inference", "/predictions/petseg")
-    headers = {
-        "Authorization": f"Bearer {instance.keys()['inference']}",
-        "Content-Type": "image/jpeg",
-    }
-
-    def send(session, _):
-        return session.post(url, data=body, headers=headers, timeout=120).status_code
-
-    queue.put(run_load(send, total, concurrency).summary())
-
-
-def measure(instance: Instance, total: int, concurrency: int) -> dict:
-    queue = multiprocessing.get_context("spawn").Queue()
-    client = multiprocessing.get_context("spawn").Process(
-        target=drive, args=(instance, total, concurrency, queue)
+def measure_candidate(instance: Instance, total: int, concurrency: int) -> dict:
+    target = Target(
+        instance.url("inference", "/predictions/petseg"),
+        {"Authorization": f"Bearer {instance.keys()['inference']}"},
     )
-    client.start()
-    result = queue.get()
-    client.join()
-    return result
+    return measure(target, pet_photo(500, 375), total, concurrency).summary()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--export-dir", type=Path, default=Path("exported/petseg"))
-    parser.add_argument("--requests", type=int, default=120)
-    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--requests", type=int, default=160)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         store = Path(tmp) / "store"
@@ -101,8 +83,11 @@ def main() -> None:
                 status, body = request(url, keys["management"], "POST", timeout=300)
                 assert status == 200, body
                 wait_ready(instance, process)
-                result = measure(instance, args.requests, args.concurrency)
-                print(json.dumps({**candidate, **result}), flush=True)
+                for concurrency in args.concurrency:
+                    result = measure_candidate(instance, args.requests, concurrency)
+                    print(
+                        json.dumps({**candidate, "concurrency": concurrency, **result}), flush=True
+                    )
                 request(
                     instance.url("management", "/models/petseg"),
                     keys["management"],

@@ -3,7 +3,8 @@
     python -m frontend_server.run [--host 127.0.0.1 --port 5000]
 
 Reuses a TorchServe that already serves petseg (make serve) and leaves it running; otherwise
-starts one and stops it, workers included, on Ctrl-C or SIGTERM.
+starts one and stops it, workers included, on Ctrl-C or SIGTERM. With --external it only serves
+the page, in front of the TorchServe that the PETSEG_* variables name (another host, a bench).
 """
 
 from __future__ import annotations
@@ -26,15 +27,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=5000)
     parser.add_argument("--threads", type=int, default=16, help="waitress worker threads")
+    parser.add_argument(
+        "--external",
+        action="store_true",
+        help="front a TorchServe that runs elsewhere, as the PETSEG_* variables say; start none",
+    )
     args = parser.parse_args(argv)
 
     instance = Instance()
     process = None
-    if not ready_workers(instance):
-        print("starting TorchServe ...", flush=True)
-        process = start(instance)
-        wait_ready(instance, process)
-    app = create_app({"KEY_FILE": str(instance.key_file)})
+    if args.external:
+        app = create_app()
+    else:
+        if not ready_workers(instance):
+            print("starting TorchServe ...", flush=True)
+            process = start(instance)
+            wait_ready(instance, process)
+        app = create_app({"KEY_FILE": str(instance.key_file)})
     server = make_server(app, args.host, args.port, args.threads)
     # Ctrl-C and SIGTERM both end the serve loop below, even when the shell that started us
     # ignored SIGINT (background jobs inherit SIG_IGN).
@@ -44,8 +53,9 @@ def main(argv: list[str] | None = None) -> int:
         f"\n  page:       http://{args.host}:{args.port}/\n"
         f"  API:        POST http://{args.host}:{args.port}/api/segment  (multipart 'file')\n"
         f"  health:     GET  http://{args.host}:{args.port}/api/health\n"
-        f"  TorchServe: {instance.url('inference', '/predictions/petseg')} "
-        f"(keys: {instance.key_file})\n  Ctrl-C stops everything.\n",
+        f"  TorchServe: {app.config['TORCHSERVE_INFERENCE_URL']}/predictions/"
+        f"{app.config['MODEL_NAME']} (keys: {app.config['KEY_FILE']})\n"
+        f"  Ctrl-C stops {'the page' if args.external else 'everything'}.\n",
         flush=True,
     )
     try:

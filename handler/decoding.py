@@ -57,6 +57,8 @@ def open_image(data: bytes, max_pixels: int, min_side: int) -> Image.Image:
 
 def to_rgb(image: Image.Image) -> Image.Image:
     """Any mode -> 8-bit RGB: 16-bit scaled down, transparency flattened onto white."""
+    if image.mode == "RGB":
+        return image  # convert() would copy it
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         array = np.asarray(image, dtype=np.float64)
         peak = 65535.0 if array.max() > 255 else 255.0
@@ -76,7 +78,7 @@ def decode_image(data: bytes, max_pixels: int, min_side: int) -> Image.Image:
     try:
         image.seek(0)
         image.load()
-        image = ImageOps.exif_transpose(image)
+        ImageOps.exif_transpose(image, in_place=True)  # not a copy when nothing to rotate
         return to_rgb(image)
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise InputError(400, f"corrupt or truncated {image.format} image: {exc}") from exc

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from ts.metrics.dimension import Dimension
 from ts.metrics.metric_type_enum import MetricTypes
 from ts.torch_handler.base_handler import BaseHandler
@@ -27,7 +26,7 @@ from handler.rendering import b64, class_stats, encode, mask_png, overlay_image
 from handler.requests import OUTPUTS, parse_request
 from handler.settings import HandlerConfig
 from model_training.imaging import letterbox_image
-from model_training.model import load_exported, predict_labels
+from model_training.model import autocast_dtype, load_exported, photo_labels
 
 logger = logging.getLogger(__name__)
 
@@ -49,19 +48,34 @@ class PetSegHandler(BaseHandler):
             torch.set_num_threads(self._cpu_threads(context))
         self.model, self.spec = load_exported(Path(properties["model_dir"]), self.device)
         self.model = self.model.to(memory_format=torch.channels_last)
+        self.autocast = autocast_dtype(self.device, self.config.mixed_precision)
         # The archive's version (torch-model-archiver --version) is the one users manage.
         self.version = str(
             (context.manifest or {}).get("model", {}).get("modelVersion") or self.spec.version
         )
         self._warm_up(int(properties.get("batch_size") or 1))
         logger.info(
-            "petseg %s on %s, %d threads, input %dpx",
+            "petseg %s on %s, %d threads, input %dpx, %s",
             self.version,
             self.device,
             torch.get_num_threads(),
             self.spec.input_size,
+            self.precision,
         )
         self.initialized = True
+
+    @property
+    def precision(self) -> str:
+        return str(self.autocast or torch.float32).removeprefix("torch.")
+
+    def _forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        with (
+            torch.inference_mode(),
+            torch.autocast(
+                self.device.type, dtype=self.autocast, enabled=self.autocast is not None
+            ),
+        ):
+            return self.model(pixels).float()
 
     def _cpu_threads(self, context) -> int:
         if self.config.threads:
@@ -72,9 +86,8 @@ class PetSegHandler(BaseHandler):
     def _warm_up(self, batch_size: int) -> None:
         """The first forward pass is several times slower (allocations, kernel choice)."""
         size = self.spec.input_size
-        with torch.inference_mode():
-            for n in sorted({1, batch_size}):
-                self.model(torch.zeros(n, 3, size, size, device=self.device))
+        for n in sorted({1, batch_size}):
+            self._forward(torch.zeros(n, 3, size, size, device=self.device))
 
     # -- template steps -------------------------------------------------------------------
     def preprocess(self, data: list[dict]) -> Batch:
@@ -94,8 +107,7 @@ class PetSegHandler(BaseHandler):
     def inference(self, batch: Batch, *args, **kwargs) -> Batch:
         if batch.pixels is not None:
             start = time.perf_counter()
-            with torch.inference_mode():
-                batch.logits = self.model(batch.pixels).float()
+            batch.logits = self._forward(batch.pixels)
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
             batch.inference_ms = _ms(start)
@@ -111,7 +123,9 @@ class PetSegHandler(BaseHandler):
             item.timings["inference"] = batch.inference_ms
             item.batch_size = len(batch.items)
             start = time.perf_counter()
-            item.labels = self._labels(batch.logits[next(good)], item)
+            item.labels = photo_labels(
+                batch.logits[next(good)], item.box, item.image.height, item.image.width
+            )
             answers.append(self._answer(index, item, start))
         self._record_metrics(batch)
         return answers
@@ -137,13 +151,6 @@ class PetSegHandler(BaseHandler):
         )
         return pixels
 
-    def _labels(self, logits: torch.Tensor, item: Item) -> np.ndarray:
-        """Crop the letterbox padding away and upsample the logits to the photo's own size."""
-        content = item.box.crop(logits)[None]
-        size = (item.image.height, item.image.width)
-        upsampled = F.interpolate(content, size=size, mode="bilinear", align_corners=False)
-        return predict_labels(upsampled)[0].to(torch.uint8).cpu().numpy()
-
     def _answer(self, index: int, item: Item, start: float) -> bytes | str:
         """The body for the requested output (timed before the JSON that reports the times)."""
         output = item.request.output
@@ -165,7 +172,11 @@ class PetSegHandler(BaseHandler):
         found = class_stats(item.labels, self.spec.class_names)
         classes = zip(self.spec.class_names, self.spec.palette, strict=True)
         return {
-            "model": {"name": self.spec.name, "version": self.version},
+            "model": {
+                "name": self.spec.name,
+                "version": self.version,
+                "precision": self.precision,
+            },
             "width": item.image.width,
             "height": item.image.height,
             "classes": [{"id": i, "name": n, "color": c} for i, (n, c) in enumerate(classes)],

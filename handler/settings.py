@@ -15,6 +15,8 @@ class HandlerConfig:
     jpeg_quality: int = 85
     threads: int = 0
     """torch threads per CPU worker; 0 = cores / workers (TorchServe sets none itself)."""
+    mixed_precision: bool = True
+    """bf16 on CPUs with native bf16, fp16 on CUDA, else fp32 (see autocast_dtype)."""
 
     @classmethod
     def from_yaml(cls, section: dict | None) -> HandlerConfig:

@@ -49,7 +49,9 @@ def letterbox_image(
 ) -> tuple[np.ndarray, Letterbox]:
     """Normalised 3 x size x size input; the padding is zero, i.e. the mean colour."""
     box = Letterbox.fit(image.width, image.height, size)
-    resized = image.resize((box.width, box.height), Image.Resampling.BILINEAR)
+    # reducing_gap: a fast integer box reduction first, then bilinear; 3.5x faster for a 12 MP
+    # photo, 1.6x for 500x375, pixels within a few levels of a direct resize.
+    resized = image.resize((box.width, box.height), Image.Resampling.BILINEAR, reducing_gap=2.0)
     out = np.zeros((3, size, size), dtype=np.float32)
     box.crop(out)[...] = normalize(np.asarray(resized), mean, std)
     return out, box

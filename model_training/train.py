@@ -23,17 +23,11 @@ from tqdm import tqdm
 from model_training.datasets import PetSegmentation, SkipLog, collate, describe, find_samples
 from model_training.losses import SegmentationLoss
 from model_training.metrics import SegmentationMetrics
-from model_training.model import build_model, predict_labels
+from model_training.model import autocast_dtype, build_model, predict_labels
 from model_training.plots import plot_curves
 from model_training.spec import ModelSpec
 from model_training.transforms import EvalTransform, TrainTransform
-from model_training.utils import (
-    autocast_dtype,
-    load_checkpoint,
-    pick_device,
-    save_checkpoint,
-    seed_everything,
-)
+from model_training.utils import load_checkpoint, pick_device, save_checkpoint, seed_everything
 
 
 def make_loader(

@@ -102,7 +102,7 @@ def test_mixed_batch_answers_each_request_on_its_own(handler, tiny_export):
 def test_result_describes_classes_and_found_regions(handler, tiny_export):
     (answer,), _ = run(handler, [{"body": images.jpeg()}], tiny_export)
     result = json.loads(answer)
-    assert result["model"] == {"name": "petseg", "version": "1.0"}
+    assert result["model"]["name"] == "petseg" and result["model"]["version"] == "1.0"
     assert [c["name"] for c in result["classes"]] == ["background", "cat", "dog"]
     assert result["classes"][1]["color"] == [255, 0, 0]
     labels = np.asarray(decode_png(result["mask_png"]))
@@ -175,6 +175,18 @@ def test_any_batch_gets_an_answer_per_request_and_only_client_errors(handler, ti
             assert decode_png(result["mask_png"]).size == (result["width"], result["height"])
         else:
             assert Image.open(io.BytesIO(answer)).format in ("PNG", "JPEG")
+
+
+def test_mixed_precision_masks_agree_with_fp32(handler, tiny_export):
+    fp32 = PetSegHandler()
+    fp32.initialize(FakeContext(tiny_export, yaml={"handler": {"mixed_precision": False}}))
+    rows = [{"body": images.jpeg(200 + 40 * i, 150)} for i in range(3)]
+    mixed, _ = run(handler, rows, tiny_export)
+    exact, _ = run(fp32, rows, tiny_export)
+    assert json.loads(exact[0])["model"]["precision"] == "float32"
+    for a, b in zip(mixed, exact, strict=True):
+        masks = [np.asarray(decode_png(json.loads(x)["mask_png"])) for x in (a, b)]
+        assert (masks[0] == masks[1]).mean() > 0.99
 
 
 def test_unknown_handler_setting_is_refused():

@@ -10,9 +10,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
+import yaml
 from PIL import Image
 
-from handler.archive import build_archive
+from handler.archive import MODEL_CONFIG, build_archive
 from handler.server import Instance, ready_workers
 from tests import images
 
@@ -111,7 +112,9 @@ def test_management_versions_scaling_and_unregister(server, tiny_export):
     listed = manage(server, "GET", "/models").json()
     assert [m["modelName"] for m in listed["models"]] == ["petseg"]
     described = manage(server, "GET", "/models/petseg").json()[0]
-    assert described["batchSize"] == 4 and described["maxBatchDelay"] == 20
+    shipped = yaml.safe_load(MODEL_CONFIG.read_text())
+    assert described["batchSize"] == shipped["batchSize"]
+    assert described["maxBatchDelay"] == shipped["maxBatchDelay"]
 
     build_archive(tiny_export, server.model_store, name="petseg-v2", version="2.0")
     response = manage(

@@ -1,0 +1,283 @@
+"""`make bench`: the model's limit, a naive server, TorchServe direct and through the proxy.
+
+    python -m bench.run [--export-dir exported/petseg] [--long] [--out bench/results]
+
+Everything runs on this machine, one thing at a time: the bare model in-process first, then
+each server alone, loaded by a client in a separate process with deterministic pet photos
+(500x375 like Oxford-IIIT Pet, 4000x3000 like a phone). Prints one table, with every
+throughput also as a ratio to the limit's first row, and saves it as JSON and a PNG chart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import psutil
+import requests
+import torch
+import yaml
+from PIL import Image
+
+from bench import report
+from bench.inputs import SIZES, pet_photo
+from bench.limit import measure_limits
+from bench.loadgen import Target, measure
+from bench.naive_server import NaiveSegmenter
+from handler.archive import MODEL_CONFIG, build_archive
+from handler.server import ROOT, Instance, Ports, request, start, stop, wait_ready
+from model_training.spec import SPEC_FILENAME
+
+AGREEMENT_PHOTOS = 8
+
+
+@dataclass
+class System:
+    """A server under test: how to reach it and which processes it is made of."""
+
+    name: str
+    target: Target
+    pids: list[int] = field(default_factory=list)
+
+    def rss_mb(self) -> float:
+        total = 0
+        for pid in self.pids:
+            try:
+                total += psutil.Process(pid).memory_info().rss
+            except psutil.NoSuchProcess:
+                continue
+        return round(total / 2**20, 1)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_listening(url: str, process: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args} exited with {process.returncode}")
+        try:
+            requests.get(url, timeout=2)
+            return
+        except requests.ConnectionError:
+            time.sleep(0.3)
+    raise TimeoutError(f"nothing listens at {url} after {timeout} s")
+
+
+@contextmanager
+def background(command: list[str], url: str, env: dict[str, str] | None = None):
+    """A server process, started and waited for; terminated on exit."""
+    process = subprocess.Popen(
+        command,
+        env={**os.environ, **(env or {})},
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_listening(url, process)
+        yield process
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def worker_pids(instance: Instance) -> list[int]:
+    status, body = request(
+        instance.url("management", "/models/petseg"), instance.keys()["management"]
+    )
+    assert status == 200, body
+    return [w["pid"] for entry in json.loads(body) for w in entry["workers"]]
+
+
+def load_plan(long: bool) -> list[tuple[str, int, int]]:
+    """(photo, concurrency, requests): enough requests for stable percentiles, few minutes."""
+    scale = 4 if long else 1
+    plan = []
+    for concurrency in (1, 4, 16):
+        plan.append(("500x375", concurrency, scale * max(32, 8 * concurrency)))
+    for concurrency in (1, 4, 16):
+        plan.append(("4000x3000", concurrency, scale * max(8, 2 * concurrency)))
+    return plan
+
+
+def mask_of(answer: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(json.loads(answer)["mask_png"]))))
+
+
+def agreement(system: System, photos: list[bytes], reference: list[np.ndarray]) -> float:
+    """Fraction of pixels whose served class equals the fp32 eager class."""
+    equal = total = 0
+    with requests.Session() as session:
+        for data, expected in zip(photos, reference, strict=True):
+            served = mask_of(system.target.send(session, data).content)
+            equal += int((served == expected).sum())
+            total += expected.size
+    return equal / total
+
+
+def handler_timings(system: System, data: bytes, calls: int = 30) -> dict[str, float]:
+    """Median per-stage times the handler reports, one request at a time (medians: a stray
+    scheduler delay on 2 shared cores should not decide the figure)."""
+    stages: dict[str, list[float]] = {}
+    with requests.Session() as session:
+        for _ in range(calls):
+            started = time.perf_counter()
+            answer = system.target.send(session, data).json()
+            stages.setdefault("request", []).append((time.perf_counter() - started) * 1000)
+            for stage, ms in answer["timings_ms"].items():
+                stages.setdefault(stage, []).append(ms)
+    return {stage: round(float(np.median(v)), 2) for stage, v in stages.items()}
+
+
+def run_loads(system: System, photos: dict[str, bytes], plan) -> list[dict]:
+    rows = []
+    for photo, concurrency, total in plan:
+        result = measure(system.target, photos[photo], total, concurrency)
+        rows.append(
+            {
+                "system": system.name,
+                "photo": photo,
+                "concurrency": concurrency,
+                **result.summary(),
+                "server_rss_mb": system.rss_mb(),
+            }
+        )
+        print(report.load_line(rows[-1]), flush=True)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--export-dir", type=Path, default=ROOT / "exported" / "petseg")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--long", action="store_true", help="4x the requests and limit time")
+    args = parser.parse_args(argv)
+    if not (args.export_dir / SPEC_FILENAME).is_file():
+        print(f"no exported model in {args.export_dir}: run `make train-demo`", file=sys.stderr)
+        return 2
+
+    started = time.monotonic()
+    settings = yaml.safe_load(MODEL_CONFIG.read_text())
+    naive = NaiveSegmenter(args.export_dir)
+    size = naive.spec.input_size
+    torch.set_num_threads(os.cpu_count() or 1)
+    print(f"limit: the bare model at {size}x{size}, {torch.get_num_threads()} threads", flush=True)
+    limits = measure_limits(naive.model, size, [1, settings["batchSize"]], 12 if args.long else 4)
+    for row in limits:
+        print(report.limit_line(row), flush=True)
+
+    photos = {name: pet_photo(*wh) for name, wh in SIZES.items()}
+    checks = [pet_photo(*SIZES["500x375"], seed=seed) for seed in range(1, 1 + AGREEMENT_PHOTOS)]
+    reference = [naive.labels(data)[1] for data in checks]
+    del naive
+    plan = load_plan(args.long)
+    loads, agreements, timings = [], {}, {}
+
+    with tempfile.TemporaryDirectory() as tmp:
+        port = free_port()
+        naive_cmd = [
+            sys.executable,
+            "-m",
+            "bench.naive_server",
+            "--export-dir",
+            str(args.export_dir),
+            "--port",
+            str(port),
+        ]
+        with background(naive_cmd, f"http://127.0.0.1:{port}/") as process:
+            system = System(
+                "naive server (baseline)", Target(f"http://127.0.0.1:{port}/"), [process.pid]
+            )
+            loads += run_loads(system, photos, plan)
+            agreements[system.name] = agreement(system, checks, reference)
+
+        store = Path(tmp) / "store"
+        build_archive(args.export_dir, store)
+        instance = Instance(Path(tmp) / "ts", store, Ports(*(free_port() for _ in range(6))))
+        ts = start(instance)
+        try:
+            wait_ready(instance, ts, timeout=300)
+            keys = instance.keys()
+            direct = System(
+                "TorchServe direct",
+                Target(
+                    instance.url("inference", "/predictions/petseg"),
+                    {"Authorization": f"Bearer {keys['inference']}"},
+                ),
+                worker_pids(instance),
+            )
+            timings = handler_timings(direct, photos["500x375"])
+            loads += run_loads(direct, photos, plan)
+            agreements[direct.name] = agreement(direct, checks, reference)
+
+            port = free_port()
+            env = {
+                "PETSEG_TORCHSERVE_INFERENCE_URL": instance.url("inference"),
+                "PETSEG_TORCHSERVE_MANAGEMENT_URL": instance.url("management"),
+                "PETSEG_KEY_FILE": str(instance.key_file),
+            }
+            proxy_cmd = [
+                sys.executable,
+                "-m",
+                "frontend_server.run",
+                "--external",
+                "--port",
+                str(port),
+            ]
+            with background(proxy_cmd, f"http://127.0.0.1:{port}/api/health", env) as process:
+                proxy = System(
+                    "through the proxy",
+                    Target(f"http://127.0.0.1:{port}/api/segment", file_field="file"),
+                    [*direct.pids, process.pid],
+                )
+                loads += run_loads(proxy, photos, plan)
+                agreements[proxy.name] = agreement(proxy, checks, reference)
+        finally:
+            stop(instance, ts)
+
+    results = {
+        "machine": report.machine(),
+        "model": {
+            "export_dir": str(args.export_dir),
+            "input_size": size,
+            "serving": {k: settings[k] for k in ("minWorkers", "batchSize", "maxBatchDelay")}
+            | {"handler": settings["handler"]},
+        },
+        "limits": limits,
+        "loads": loads,
+        "mask_agreement_vs_fp32_eager": {k: round(v, 5) for k, v in agreements.items()},
+        "handler_timings_ms_500x375": timings,
+        "seconds": round(time.monotonic() - started, 1),
+    }
+    results["targets"] = report.targets(results)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "bench.json").write_text(json.dumps(results, indent=2) + "\n")
+    report.chart(results, args.out / "bench.png")
+    print()
+    print("\n".join(report.table(results)))
+    print(
+        f"\nsaved {args.out / 'bench.json'} and {args.out / 'bench.png'} "
+        f"({results['seconds']:.0f} s)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
