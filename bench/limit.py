@@ -1,7 +1,7 @@
 """The model's own speed on this machine: forward passes in-process, no HTTP, no image codecs.
 
-This is the ceiling a server can approach. Each variant runs at the serving input size with
-every core given to torch, at batch 1 and at the configured batch size.
+This is the ceiling a server can approach. Each variant runs at the serving input size on the
+model's device (every core given to torch on a CPU), at batch 1 and at the configured batch size.
 """
 
 from __future__ import annotations
@@ -37,23 +37,26 @@ def eager(model: torch.nn.Module, size: int) -> Forward:
 
 def mixed_precision(model: torch.nn.Module, size: int) -> Forward | None:
     """What the handler runs: channels-last memory layout and autocast (bf16 on this CPU)."""
-    dtype = autocast_dtype(torch.device("cpu"))
+    device = next(model.parameters()).device
+    dtype = autocast_dtype(device)
     if dtype is None:
         return None
     fast = copy.deepcopy(model).to(memory_format=torch.channels_last)
 
     def forward(x: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode(), torch.autocast("cpu", dtype=dtype):
+        with torch.inference_mode(), torch.autocast(device.type, dtype=dtype):
             return fast(x.contiguous(memory_format=torch.channels_last))
 
     return forward
 
 
 def onnxruntime_fp32(model: torch.nn.Module, size: int) -> Forward | None:
-    """The model exported to ONNX and run by ONNX Runtime (when it is installed)."""
+    """The model exported to ONNX and run by ONNX Runtime on the CPU (when it is installed)."""
     try:
         import onnxruntime
     except ImportError:
+        return None
+    if next(model.parameters()).device.type != "cpu":
         return None
     buffer = io.BytesIO()
     example = torch.zeros(1, 3, size, size)
@@ -74,7 +77,7 @@ def onnxruntime_fp32(model: torch.nn.Module, size: int) -> Forward | None:
     session = onnxruntime.InferenceSession(
         buffer.getvalue(), options, providers=["CPUExecutionProvider"]
     )
-    return lambda x: session.run(None, {"x": x.numpy()})
+    return lambda x: session.run(None, {"x": x.cpu().numpy()})
 
 
 VARIANTS = [
@@ -84,26 +87,31 @@ VARIANTS = [
 ]
 
 
-def images_per_s(forward: Forward, batch: int, size: int, seconds: float) -> float:
+def images_per_s(forward: Forward, batch: int, size: int, seconds: float,
+                 device: torch.device) -> float:  # fmt: skip
     """Throughput over at least ``seconds`` after two untimed warm-up calls."""
     x = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
+    x = x.to(device)
     forward(x)
     forward(x)
     calls, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
         forward(x)
         calls += 1
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
     return calls * batch / (time.perf_counter() - start)
 
 
 def measure_limits(model: torch.nn.Module, size: int, batches: list[int],
                    seconds: float) -> list[dict]:  # fmt: skip
     rows = []
+    device = next(model.parameters()).device
     for variant in VARIANTS:
         forward = variant.make(model, size)
         for batch in batches:
-            rate = (
-                None if forward is None else round(images_per_s(forward, batch, size, seconds), 2)
-            )
+            rate = None
+            if forward is not None:
+                rate = round(images_per_s(forward, batch, size, seconds, device), 2)
             rows.append({"variant": variant.name, "batch": batch, "images_per_s": rate})
     return rows

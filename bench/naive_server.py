@@ -28,8 +28,9 @@ from model_training.model import load_exported, photo_labels
 
 
 class NaiveSegmenter:
-    def __init__(self, export_dir: Path) -> None:
-        self.model, self.spec = load_exported(export_dir)
+    def __init__(self, export_dir: Path, device: str = "cpu") -> None:
+        self.model, self.spec = load_exported(export_dir, device)
+        self.device = torch.device(device)
         self.config = HandlerConfig()
 
     def labels(self, data: bytes) -> tuple[Image.Image, np.ndarray]:
@@ -37,7 +38,7 @@ class NaiveSegmenter:
         image = decode_image(data, self.config.max_image_pixels, self.config.min_image_side)
         pixels, box = letterbox_image(image, self.spec.input_size, self.spec.mean, self.spec.std)
         with torch.inference_mode():
-            logits = self.model(torch.from_numpy(pixels)[None])[0]
+            logits = self.model(torch.from_numpy(pixels)[None].to(self.device))[0]
         return image, photo_labels(logits, box, image.height, image.width)
 
     def __call__(self, data: bytes) -> dict:
@@ -82,8 +83,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--export-dir", type=Path, default=Path("exported/petseg"))
     parser.add_argument("--port", type=int, default=8090)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
-    segmenter = NaiveSegmenter(args.export_dir)
+    segmenter = NaiveSegmenter(args.export_dir, args.device)
     server = QueueingHTTPServer(("127.0.0.1", args.port), make_handler(segmenter))
     print(f"naive baseline server on http://127.0.0.1:{args.port}/", flush=True)
     server.serve_forever()

@@ -128,6 +128,24 @@ def table(results: dict) -> list[str]:
     return lines
 
 
+def _limit_lines(axis, limits: list[dict]) -> None:
+    """The bare model's eager rows, and the served variant at the configured batch size."""
+    largest = max(row["batch"] for row in limits)
+    for row in limits:
+        eager = row["variant"] == "eager fp32"
+        if row["images_per_s"] is None or not (eager or row["batch"] == largest):
+            continue
+        axis.axhline(
+            row["images_per_s"], linestyle="--", linewidth=1, color="grey" if eager else "black"
+        )
+        axis.annotate(
+            f"limit: {row['variant']}, batch {row['batch']}",
+            (1, row["images_per_s"]),
+            fontsize=7,
+            va="bottom",
+        )
+
+
 def chart(results: dict, path) -> None:
     photos = sorted({r["photo"] for r in results["loads"]}, key=lambda p: int(p.split("x")[0]))
     fig, axes = plt.subplots(1, len(photos), figsize=(6 * len(photos), 4.5))
@@ -140,17 +158,10 @@ def chart(results: dict, path) -> None:
                 marker="o",
                 label=system,
             )
-        for row in results["limits"]:
-            if row["images_per_s"] is not None and row["batch"] == 1:
-                axis.axhline(
-                    row["images_per_s"],
-                    linestyle="--",
-                    linewidth=1,
-                    color="grey" if row["variant"] == "eager fp32" else "black",
-                )
-                axis.annotate(
-                    f"limit: {row['variant']}", (1, row["images_per_s"]), fontsize=7, va="bottom"
-                )
+        if photo == photos[0]:
+            _limit_lines(axis, results["limits"])
+        else:
+            axis.set_ylim(bottom=0)
         axis.set(
             xscale="log",
             xticks=[1, 4, 16],
@@ -160,7 +171,7 @@ def chart(results: dict, path) -> None:
             title=f"{photo} photos",
         )
         axis.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
+    axes[0].legend(fontsize=8, loc="center left")
     fig.suptitle(f"petseg served vs the bare model ({results['machine']['cores']} cores)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

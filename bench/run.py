@@ -163,6 +163,59 @@ def run_loads(system: System, photos: dict[str, bytes], plan) -> list[dict]:
     return rows
 
 
+@dataclass
+class Workload:
+    """What every server is measured with, and the fp32 eager masks its answers must match."""
+
+    photos: dict[str, bytes]
+    plan: list[tuple[str, int, int]]
+    checks: list[bytes]
+    reference: list[np.ndarray]
+
+
+def measure_system(system: System, work: Workload, results: dict) -> None:
+    results["loads"] += run_loads(system, work.photos, work.plan)
+    results["mask_agreement_vs_fp32_eager"][system.name] = round(
+        agreement(system, work.checks, work.reference), 5
+    )
+
+
+def measure_naive(export_dir: Path, device: str, work: Workload, results: dict) -> None:
+    port = free_port()
+    command = [sys.executable, "-m", "bench.naive_server", "--device", device,
+               "--export-dir", str(export_dir), "--port", str(port)]  # fmt: skip
+    with background(command, f"http://127.0.0.1:{port}/") as process:
+        url = f"http://127.0.0.1:{port}/"
+        measure_system(System("naive server (baseline)", Target(url), [process.pid]), work, results)
+
+
+def measure_torchserve(export_dir: Path, tmp: Path, work: Workload, results: dict) -> None:
+    """The shipped configuration: TorchServe directly, then the proxy in front of it."""
+    store = tmp / "store"
+    build_archive(export_dir, store)
+    instance = Instance(tmp / "ts", store, Ports(*(free_port() for _ in range(6))))
+    process = start(instance)
+    try:
+        wait_ready(instance, process, timeout=300)
+        url = instance.url("inference", "/predictions/petseg")
+        token = {"Authorization": f"Bearer {instance.keys()['inference']}"}
+        direct = System("TorchServe direct", Target(url, token), worker_pids(instance))
+        results["handler_timings_ms_500x375"] = handler_timings(direct, work.photos["500x375"])
+        measure_system(direct, work, results)
+
+        port = free_port()
+        env = {"PETSEG_TORCHSERVE_INFERENCE_URL": instance.url("inference"),
+               "PETSEG_TORCHSERVE_MANAGEMENT_URL": instance.url("management"),
+               "PETSEG_KEY_FILE": str(instance.key_file)}  # fmt: skip
+        command = [sys.executable, "-m", "frontend_server.run", "--external", "--port", str(port)]
+        with background(command, f"http://127.0.0.1:{port}/api/health", env) as proxy:
+            target = Target(f"http://127.0.0.1:{port}/api/segment", file_field="file")
+            measure_system(System("through the proxy", target, [*direct.pids, proxy.pid]),
+                           work, results)  # fmt: skip
+    finally:
+        stop(instance, process)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--export-dir", type=Path, default=ROOT / "exported" / "petseg")
@@ -175,107 +228,49 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.monotonic()
     settings = yaml.safe_load(MODEL_CONFIG.read_text())
-    naive = NaiveSegmenter(args.export_dir)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    naive = NaiveSegmenter(args.export_dir, device)
     size = naive.spec.input_size
     torch.set_num_threads(os.cpu_count() or 1)
-    print(f"limit: the bare model at {size}x{size}, {torch.get_num_threads()} threads", flush=True)
+    print(f"limit: the bare model at {size}x{size} on {device}, "
+          f"{torch.get_num_threads()} CPU threads", flush=True)  # fmt: skip
     limits = measure_limits(naive.model, size, [1, settings["batchSize"]], 12 if args.long else 4)
     for row in limits:
         print(report.limit_line(row), flush=True)
 
-    photos = {name: pet_photo(*wh) for name, wh in SIZES.items()}
     checks = [pet_photo(*SIZES["500x375"], seed=seed) for seed in range(1, 1 + AGREEMENT_PHOTOS)]
-    reference = [naive.labels(data)[1] for data in checks]
+    work = Workload(
+        photos={name: pet_photo(*wh) for name, wh in SIZES.items()},
+        plan=load_plan(args.long),
+        checks=checks,
+        reference=[naive.labels(data)[1] for data in checks],
+    )
     del naive
-    plan = load_plan(args.long)
-    loads, agreements, timings = [], {}, {}
-
-    with tempfile.TemporaryDirectory() as tmp:
-        port = free_port()
-        naive_cmd = [
-            sys.executable,
-            "-m",
-            "bench.naive_server",
-            "--export-dir",
-            str(args.export_dir),
-            "--port",
-            str(port),
-        ]
-        with background(naive_cmd, f"http://127.0.0.1:{port}/") as process:
-            system = System(
-                "naive server (baseline)", Target(f"http://127.0.0.1:{port}/"), [process.pid]
-            )
-            loads += run_loads(system, photos, plan)
-            agreements[system.name] = agreement(system, checks, reference)
-
-        store = Path(tmp) / "store"
-        build_archive(args.export_dir, store)
-        instance = Instance(Path(tmp) / "ts", store, Ports(*(free_port() for _ in range(6))))
-        ts = start(instance)
-        try:
-            wait_ready(instance, ts, timeout=300)
-            keys = instance.keys()
-            direct = System(
-                "TorchServe direct",
-                Target(
-                    instance.url("inference", "/predictions/petseg"),
-                    {"Authorization": f"Bearer {keys['inference']}"},
-                ),
-                worker_pids(instance),
-            )
-            timings = handler_timings(direct, photos["500x375"])
-            loads += run_loads(direct, photos, plan)
-            agreements[direct.name] = agreement(direct, checks, reference)
-
-            port = free_port()
-            env = {
-                "PETSEG_TORCHSERVE_INFERENCE_URL": instance.url("inference"),
-                "PETSEG_TORCHSERVE_MANAGEMENT_URL": instance.url("management"),
-                "PETSEG_KEY_FILE": str(instance.key_file),
-            }
-            proxy_cmd = [
-                sys.executable,
-                "-m",
-                "frontend_server.run",
-                "--external",
-                "--port",
-                str(port),
-            ]
-            with background(proxy_cmd, f"http://127.0.0.1:{port}/api/health", env) as process:
-                proxy = System(
-                    "through the proxy",
-                    Target(f"http://127.0.0.1:{port}/api/segment", file_field="file"),
-                    [*direct.pids, process.pid],
-                )
-                loads += run_loads(proxy, photos, plan)
-                agreements[proxy.name] = agreement(proxy, checks, reference)
-        finally:
-            stop(instance, ts)
-
+    serving = {k: settings[k] for k in ("minWorkers", "batchSize", "maxBatchDelay", "handler")}
     results = {
         "machine": report.machine(),
         "model": {
+            "device": device,
             "export_dir": str(args.export_dir),
             "input_size": size,
-            "serving": {k: settings[k] for k in ("minWorkers", "batchSize", "maxBatchDelay")}
-            | {"handler": settings["handler"]},
+            "serving": serving,
         },
         "limits": limits,
-        "loads": loads,
-        "mask_agreement_vs_fp32_eager": {k: round(v, 5) for k, v in agreements.items()},
-        "handler_timings_ms_500x375": timings,
-        "seconds": round(time.monotonic() - started, 1),
+        "loads": [],
+        "mask_agreement_vs_fp32_eager": {},
     }
+    measure_naive(args.export_dir, device, work, results)
+    with tempfile.TemporaryDirectory() as tmp:
+        measure_torchserve(args.export_dir, Path(tmp), work, results)
+    results["seconds"] = round(time.monotonic() - started, 1)
     results["targets"] = report.targets(results)
+
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bench.json").write_text(json.dumps(results, indent=2) + "\n")
     report.chart(results, args.out / "bench.png")
-    print()
-    print("\n".join(report.table(results)))
-    print(
-        f"\nsaved {args.out / 'bench.json'} and {args.out / 'bench.png'} "
-        f"({results['seconds']:.0f} s)"
-    )
+    print("\n" + "\n".join(report.table(results)))
+    print(f"\nsaved {args.out / 'bench.json'} and {args.out / 'bench.png'} "
+          f"({results['seconds']:.0f} s)")  # fmt: skip
     return 0
 
 
