@@ -15,7 +15,6 @@ import base64
 import io
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,7 +36,16 @@ from bench.limit import measure_limits
 from bench.loadgen import Target, measure
 from bench.naive_server import NaiveSegmenter
 from handler.archive import MODEL_CONFIG, build_archive
-from handler.server import ROOT, Instance, Ports, request, start, stop, wait_ready
+from handler.server import (
+    ROOT,
+    Instance,
+    Ports,
+    free_ports,
+    request,
+    start,
+    stop,
+    wait_ready,
+)
 from model_training.spec import SPEC_FILENAME
 
 AGREEMENT_PHOTOS = 8
@@ -59,12 +67,6 @@ class System:
             except psutil.NoSuchProcess:
                 continue
         return round(total / 2**20, 1)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_listening(url: str, process: subprocess.Popen, timeout: float = 120) -> None:
@@ -181,7 +183,7 @@ def measure_system(system: System, work: Workload, results: dict) -> None:
 
 
 def measure_naive(export_dir: Path, device: str, work: Workload, results: dict) -> None:
-    port = free_port()
+    port = free_ports(1)[0]
     command = [sys.executable, "-m", "bench.naive_server", "--device", device,
                "--export-dir", str(export_dir), "--port", str(port)]  # fmt: skip
     with background(command, f"http://127.0.0.1:{port}/") as process:
@@ -193,7 +195,7 @@ def measure_torchserve(export_dir: Path, tmp: Path, work: Workload, results: dic
     """The shipped configuration: TorchServe directly, then the proxy in front of it."""
     store = tmp / "store"
     build_archive(export_dir, store)
-    instance = Instance(tmp / "ts", store, Ports(*(free_port() for _ in range(6))))
+    instance = Instance(tmp / "ts", store, Ports.free())
     process = start(instance)
     try:
         wait_ready(instance, process, timeout=300)
@@ -203,7 +205,7 @@ def measure_torchserve(export_dir: Path, tmp: Path, work: Workload, results: dic
         results["handler_timings_ms_500x375"] = handler_timings(direct, work.photos["500x375"])
         measure_system(direct, work, results)
 
-        port = free_port()
+        port = free_ports(1)[0]
         env = {"PETSEG_TORCHSERVE_INFERENCE_URL": instance.url("inference"),
                "PETSEG_TORCHSERVE_MANAGEMENT_URL": instance.url("management"),
                "PETSEG_KEY_FILE": str(instance.key_file)}  # fmt: skip

@@ -61,9 +61,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         store = Path(tmp) / "store"
-        instance = Instance(
-            Path(tmp) / "ts", store, Ports(18180, 18181, 18182, 18183, 18184, 18185)
-        )
+        instance = Instance(Path(tmp) / "ts", store, Ports.free())
         build_archive(args.export_dir, store, name="petseg")
         process = start(instance)
         try:

@@ -2,8 +2,9 @@
 
 One TorchServe batch = one forward pass. Each request is decoded and letterboxed on its own, so
 a bad upload becomes a 4xx answer for that request only while the rest of the batch is served.
-Answers: JSON with a palette-PNG mask, an overlay, class statistics and timings, or (``?output=``
-``mask`` / ``overlay``, or ``Accept: image/png`` / ``image/jpeg``) the image alone.
+Answers: JSON with a palette-PNG mask, an overlay, class statistics and timings, or (a form
+field ``output`` = ``mask`` / ``overlay``, or ``Accept: image/png`` / ``image/jpeg``) the image
+alone.
 """
 
 from __future__ import annotations

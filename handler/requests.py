@@ -1,8 +1,9 @@
 """What one TorchServe request asks for: the image bytes and the form of the answer.
 
 TorchServe hands the handler one dict per request: a raw body arrives under "body", multipart
-form fields under their own names, query parameters as extra keys (text), with text and JSON
-bodies already decoded to str / objects.
+form fields under their own names, with text and JSON bodies already decoded to str / objects.
+URL query parameters never arrive (TorchServe 0.12 keeps them), so the answer's form comes from
+a multipart field ``output`` or the Accept header.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def image_bytes(row: dict) -> bytes:
 
 
 def output_kind(row: dict, accept: str | None) -> str:
-    """From the ``output`` query parameter, else the Accept header, else JSON."""
+    """From the ``output`` form field, else the Accept header, else JSON."""
     if "output" in row:
         output = _text(row["output"]).strip().lower()
         if output not in OUTPUTS:

@@ -15,12 +15,13 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,6 +41,23 @@ class Ports:
     grpc_management: int = 7071
     workers: int = 9000
     """First worker number: workers talk over unix sockets named after it."""
+
+    @classmethod
+    def free(cls) -> Ports:
+        """Ports nothing listens on now: for an instance beside another (tests, benchmarks)."""
+        return cls(*free_ports(len(fields(cls))))
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct free ports (each socket stays bound until all are picked)."""
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,6 @@ import argparse
 import contextlib
 import csv
 import shutil
-import socket
 import threading
 import warnings
 from collections.abc import Iterator
@@ -102,16 +101,6 @@ def tiny_export(oxford_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     return out
 
 
-def free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 @pytest.fixture(scope="session")
 def model_store(tiny_export: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from handler.archive import build_archive
@@ -126,7 +115,7 @@ def server(model_store: Path, tmp_path_factory: pytest.TempPathFactory):
     """A real TorchServe on free ports serving the tiny model, for the whole session."""
     from handler.server import Instance, Ports, start, stop, wait_ready
 
-    instance = Instance(tmp_path_factory.mktemp("torchserve"), model_store, Ports(*free_ports(6)))
+    instance = Instance(tmp_path_factory.mktemp("torchserve"), model_store, Ports.free())
     name_ports(instance)
     process = start(instance)
     try:

@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 from frontend_server import create_app, settings_from_env
+from handler.server import free_ports
 from tests import images
-from tests.conftest import free_ports
 
 
 @pytest.fixture

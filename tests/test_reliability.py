@@ -19,7 +19,7 @@ from PIL import Image
 
 from handler.server import Instance, Ports, start, stop, wait_ready
 from tests import images
-from tests.conftest import free_ports, name_ports, running_proxy
+from tests.conftest import name_ports, running_proxy
 
 pytestmark = [pytest.mark.slow, pytest.mark.reliability]
 
@@ -27,7 +27,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.reliability]
 @pytest.fixture(scope="module")
 def stack(model_store, tmp_path_factory):
     """TorchServe and the proxy, private to this module so faults disturb no other test."""
-    instance = Instance(tmp_path_factory.mktemp("ts-faults"), model_store, Ports(*free_ports(6)))
+    instance = Instance(tmp_path_factory.mktemp("ts-faults"), model_store, Ports.free())
     name_ports(instance)
     state = {"instance": instance, "process": start(instance)}
     try:
@@ -149,7 +149,7 @@ def test_torchserve_down_gives_503_and_the_proxy_recovers_by_itself(stack):
 def small_queue(model_store, tmp_path_factory):
     """A TorchServe whose job queue holds 2 requests, and its proxy: easy to overflow."""
     workdir = tmp_path_factory.mktemp("ts-small-queue")
-    ports = Ports(*free_ports(6))
+    ports = Ports.free()
     instance = Instance(workdir, model_store, ports, overrides={"job_queue_size": "2"})
     name_ports(instance)
     process = start(instance)
