@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 import platform
 
 import matplotlib
@@ -11,6 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 SERVED = ("TorchServe direct", "through the proxy")
+COMPARE = {">=": operator.ge, "<=": operator.le, "<": operator.lt}
 
 
 def machine() -> dict:
@@ -75,7 +77,7 @@ def targets(results: dict) -> list[dict]:
     ]
     checks = []
     for name, value, op, bound in rows:
-        met = value >= bound if op == ">=" else value <= bound if op == "<=" else value < bound
+        met = COMPARE[op](value, bound)
         checks.append(
             {
                 "target": name,

@@ -41,10 +41,10 @@ from handler.server import (
     Instance,
     Ports,
     free_ports,
-    request,
     start,
     stop,
     wait_ready,
+    workers,
 )
 from model_training.spec import SPEC_FILENAME
 
@@ -98,14 +98,6 @@ def background(command: list[str], url: str, env: dict[str, str] | None = None):
     finally:
         process.terminate()
         process.wait(timeout=30)
-
-
-def worker_pids(instance: Instance) -> list[int]:
-    status, body = request(
-        instance.url("management", "/models/petseg"), instance.keys()["management"]
-    )
-    assert status == 200, body
-    return [w["pid"] for entry in json.loads(body) for w in entry["workers"]]
 
 
 def load_plan(long: bool) -> list[tuple[str, int, int]]:
@@ -201,7 +193,8 @@ def measure_torchserve(export_dir: Path, tmp: Path, work: Workload, results: dic
         wait_ready(instance, process, timeout=300)
         url = instance.url("inference", "/predictions/petseg")
         token = {"Authorization": f"Bearer {instance.keys()['inference']}"}
-        direct = System("TorchServe direct", Target(url, token), worker_pids(instance))
+        pids = [w["pid"] for w in workers(instance)]
+        direct = System("TorchServe direct", Target(url, token), pids)
         results["handler_timings_ms_500x375"] = handler_timings(direct, work.photos["500x375"])
         measure_system(direct, work, results)
 

@@ -176,17 +176,23 @@ def request(
         return exc.code, exc.read()
 
 
-def ready_workers(instance: Instance, model: str = MODEL_NAME) -> int:
-    """Workers of ``model`` in state READY (0 while loading or when TorchServe is down)."""
+def workers(instance: Instance, model: str = MODEL_NAME) -> list[dict]:
+    """The workers of every version of ``model`` as the management API describes them (pid,
+    status, memory...); none while TorchServe is down or the model is not registered."""
     try:
         status, body = request(
             instance.url("management", f"/models/{model}"), instance.keys()["management"]
         )
     except (OSError, KeyError, ValueError):
-        return 0
+        return []
     if status != 200:
-        return 0
-    return sum(w["status"] == "READY" for entry in json.loads(body) for w in entry["workers"])
+        return []
+    return [w for entry in json.loads(body) for w in entry["workers"]]
+
+
+def ready_workers(instance: Instance, model: str = MODEL_NAME) -> int:
+    """Workers of ``model`` in state READY (0 while loading or when TorchServe is down)."""
+    return sum(w["status"] == "READY" for w in workers(instance, model))
 
 
 def wait_ready(

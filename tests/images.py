@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import struct
 import zlib
@@ -48,6 +49,11 @@ def sixteen_bit_png(width: int = 64, height: int = 48) -> bytes:
 def animated_gif(width: int = 64, height: int = 48) -> bytes:
     frames = [photo(width, height, seed).convert("P") for seed in range(3)]
     return encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100)
+
+
+def from_base64(data: str) -> Image.Image:
+    """An image of a JSON answer (``mask_png``, ``overlay_jpeg``)."""
+    return Image.open(io.BytesIO(base64.b64decode(data)))
 
 
 def png_claiming_size(width: int, height: int) -> bytes:

@@ -7,14 +7,11 @@ limit: its Java frontend answers 413 with an empty body before any Python code r
 
 from __future__ import annotations
 
-import base64
-import io
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
 import requests
-from PIL import Image
 
 from handler.server import Instance
 from tests import images
@@ -89,8 +86,7 @@ def send_through_proxy(proxy: str, case: Case) -> requests.Response:
 def check(response: requests.Response, case: Case, json_error: bool = True) -> None:
     assert response.status_code == case.status, response.text[:300]
     if case.status == 200:
-        mask = base64.b64decode(response.json()["mask_png"])
-        assert Image.open(io.BytesIO(mask)).size == case.size
+        assert images.from_base64(response.json()["mask_png"]).size == case.size
     elif json_error:
         error = response.json()
         assert error["code"] == case.status and case.words in error["message"], error

@@ -18,7 +18,8 @@ from bench.limit import measure_limits
 from bench.loadgen import Target, measure
 from bench.naive_server import NaiveSegmenter, QueueingHTTPServer, make_handler
 from handler.petseg_handler import PetSegHandler
-from tests.test_handler import FakeContext, decode_png, run
+from tests import images
+from tests.test_handler import FakeContext, run
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +37,7 @@ def test_naive_baseline_predicts_what_the_fp32_handler_predicts(naive, tiny_expo
     fp32.initialize(FakeContext(tiny_export, yaml={"handler": {"mixed_precision": False}}))
     data = pet_photo(200, 150, seed=1)
     (answer,), _ = run(fp32, [{"body": data}], tiny_export)
-    served = np.asarray(decode_png(json.loads(answer)["mask_png"]))
+    served = np.asarray(images.from_base64(json.loads(answer)["mask_png"]))
     assert np.array_equal(served, naive.labels(data)[1])
 
 
@@ -47,7 +48,7 @@ def test_naive_server_answers_over_http(naive):
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/"
         good = requests.post(url, data=pet_photo(160, 120), timeout=30).json()
-        assert decode_png(good["mask_png"]).size == (160, 120)
+        assert images.from_base64(good["mask_png"]).size == (160, 120)
         bad = requests.post(url, data=b"not an image", timeout=30)
         assert bad.status_code == 415 and "not a supported image" in bad.json()["message"]
         result = measure(Target(url), pet_photo(64, 48), total=6, concurrency=2)

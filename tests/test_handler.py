@@ -61,12 +61,6 @@ def run(handler, rows, tiny_export, headers=None):
     return handler.handle(rows, context), context
 
 
-def decode_png(b64: str) -> Image.Image:
-    import base64
-
-    return Image.open(io.BytesIO(base64.b64decode(b64)))
-
-
 def test_mixed_batch_answers_each_request_on_its_own(handler, tiny_export):
     rows = [
         {"body": images.jpeg(200, 150)},
@@ -89,10 +83,10 @@ def test_mixed_batch_answers_each_request_on_its_own(handler, tiny_export):
     for index, size in {0: (200, 150), 3: (90, 120), 7: (120, 160)}.items():
         result = json.loads(answers[index])
         assert (result["width"], result["height"]) == size
-        mask = decode_png(result["mask_png"])
+        mask = images.from_base64(result["mask_png"])
         assert mask.mode == "P" and mask.size == size
         assert set(np.unique(np.asarray(mask))) <= {0, 1, 2}
-        assert decode_png(result["overlay_jpeg"]).size == size
+        assert images.from_base64(result["overlay_jpeg"]).size == size
         assert result["batch_size"] == len(rows)
         assert context.content_types[index] == "application/json"
     assert context.metrics.recorded["PetsegBatchSize"] == 8
@@ -105,7 +99,7 @@ def test_result_describes_classes_and_found_regions(handler, tiny_export):
     assert result["model"]["name"] == "petseg" and result["model"]["version"] == "1.0"
     assert [c["name"] for c in result["classes"]] == ["background", "cat", "dog"]
     assert result["classes"][1]["color"] == [255, 0, 0]
-    labels = np.asarray(decode_png(result["mask_png"]))
+    labels = np.asarray(images.from_base64(result["mask_png"]))
     for found in result["found"]:
         assert found["fraction"] == pytest.approx((labels == found["id"]).mean(), abs=1e-5)
         x0, y0, x1, y1 = found["bbox"]
@@ -139,8 +133,8 @@ def test_same_image_same_mask_whatever_the_batch(handler, tiny_export):
     data = images.jpeg(120, 90)
     (alone,), _ = run(handler, [{"body": data}], tiny_export)
     batched, _ = run(handler, [{"body": images.png(50, 200)}, {"body": data}], tiny_export)
-    a = np.asarray(decode_png(json.loads(alone)["mask_png"]))
-    b = np.asarray(decode_png(json.loads(batched[1])["mask_png"]))
+    a = np.asarray(images.from_base64(json.loads(alone)["mask_png"]))
+    b = np.asarray(images.from_base64(json.loads(batched[1])["mask_png"]))
     assert (a == b).mean() > 0.995
 
 
@@ -172,7 +166,10 @@ def test_any_batch_gets_an_answer_per_request_and_only_client_errors(handler, ti
             assert 400 <= code < 500 and json.loads(answer)["message"] == message
         elif context.content_types[index] == "application/json":
             result = json.loads(answer)
-            assert decode_png(result["mask_png"]).size == (result["width"], result["height"])
+            assert images.from_base64(result["mask_png"]).size == (
+                result["width"],
+                result["height"],
+            )
         else:
             assert Image.open(io.BytesIO(answer)).format in ("PNG", "JPEG")
 
@@ -185,7 +182,7 @@ def test_mixed_precision_masks_agree_with_fp32(handler, tiny_export):
     exact, _ = run(fp32, rows, tiny_export)
     assert json.loads(exact[0])["model"]["precision"] == "float32"
     for a, b in zip(mixed, exact, strict=True):
-        masks = [np.asarray(decode_png(json.loads(x)["mask_png"])) for x in (a, b)]
+        masks = [np.asarray(images.from_base64(json.loads(x)["mask_png"])) for x in (a, b)]
         assert (masks[0] == masks[1]).mean() > 0.99
 
 

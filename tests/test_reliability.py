@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import io
 import json
 import os
 import signal
@@ -15,9 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 import psutil
 import pytest
 import requests
-from PIL import Image
 
-from handler.server import Instance, Ports, start, stop, wait_ready
+from handler.server import Instance, Ports, start, stop, wait_ready, workers
 from tests import images
 from tests.conftest import name_ports, running_proxy
 
@@ -37,12 +34,6 @@ def stack(model_store, tmp_path_factory):
             yield state
     finally:
         stop(instance, state["process"])
-
-
-def workers(instance: Instance) -> list[dict]:
-    headers = {"Authorization": f"Bearer {instance.keys()['management']}"}
-    url = instance.url("management", "/models/petseg")
-    return requests.get(url, headers=headers, timeout=30).json()[0]["workers"]
 
 
 def wait_workers_ready(instance: Instance, count: int, timeout: float = 120) -> list[dict]:
@@ -96,8 +87,7 @@ def test_mixed_load_gives_no_5xx_keeps_workers_and_memory(stack):
             assert 400 <= response.status_code < 500 and response.json()["message"]
         else:
             assert response.status_code == 200
-            mask = Image.open(io.BytesIO(base64.b64decode(response.json()["mask_png"])))
-            assert mask.size == size
+            assert images.from_base64(response.json()["mask_png"]).size == size
     after = workers(instance)
     assert sorted(w["pid"] for w in after) == sorted(w["pid"] for w in before)
     rss_after = sum(psutil.Process(w["pid"]).memory_info().rss for w in after)

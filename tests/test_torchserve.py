@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import time
@@ -38,7 +37,7 @@ def manage(server: Instance, method: str, path: str, **kwargs) -> requests.Respo
 
 
 def mask_of(result: dict) -> Image.Image:
-    return Image.open(io.BytesIO(base64.b64decode(result["mask_png"])))
+    return images.from_base64(result["mask_png"])
 
 
 def test_inference_returns_a_mask_of_the_original_size(server):
