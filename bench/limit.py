@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from model_training.model import autocast_dtype
+from handler.model import autocast_dtype
 
 Forward = Callable[[torch.Tensor], object]
 
@@ -87,8 +87,9 @@ VARIANTS = [
 ]
 
 
-def images_per_s(forward: Forward, batch: int, size: int, seconds: float,
-                 device: torch.device) -> float:  # fmt: skip
+def images_per_s(
+    forward: Forward, batch: int, size: int, seconds: float, device: torch.device
+) -> float:
     """Throughput over at least ``seconds`` after two untimed warm-up calls."""
     x = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
     x = x.to(device)
@@ -103,8 +104,9 @@ def images_per_s(forward: Forward, batch: int, size: int, seconds: float,
     return calls * batch / (time.perf_counter() - start)
 
 
-def measure_limits(model: torch.nn.Module, size: int, batches: list[int],
-                   seconds: float) -> list[dict]:  # fmt: skip
+def measure_limits(
+    model: torch.nn.Module, size: int, batches: list[int], seconds: float
+) -> list[dict]:
     rows = []
     device = next(model.parameters()).device
     for variant in VARIANTS:

@@ -6,6 +6,7 @@ multipart encoding) is not charged to the server under test through a shared GIL
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import statistics
 import threading
@@ -13,25 +14,49 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from pathlib import Path
 
 import requests
+
+from torchserve_client import TorchServe
+
+TIMEOUT_S = 300.0
 
 
 @dataclass(frozen=True)
 class Target:
-    """Where and how to send one upload: the raw body, or a multipart file field."""
+    """A plain HTTP endpoint taking the JPEG as the raw body, or in a multipart file field."""
 
     url: str
-    headers: dict[str, str] = field(default_factory=dict)
     file_field: str | None = None
 
-    def send(self, session: requests.Session, body: bytes, timeout: float = 300):
+    def send(self, session: requests.Session, body: bytes) -> requests.Response:
         if self.file_field:
             files = {self.file_field: ("photo.jpg", body, "image/jpeg")}
-            return session.post(self.url, files=files, headers=self.headers, timeout=timeout)
-        headers = {"Content-Type": "image/jpeg", **self.headers}
-        return session.post(self.url, data=body, headers=headers, timeout=timeout)
+            return session.post(self.url, files=files, timeout=TIMEOUT_S)
+        return session.post(self.url, data=body, timeout=TIMEOUT_S)
+
+
+@dataclass(frozen=True)
+class TorchServeTarget:
+    """TorchServe's inference API, called the way every petseg tool calls it: the client."""
+
+    inference_url: str
+    management_url: str
+    key_file: Path
+
+    def send(self, session: requests.Session, body: bytes) -> requests.Response:
+        """``session`` is unused: the client keeps a connection pool per thread itself."""
+        return _client(self).predict(body, "image/jpeg")
+
+
+@functools.cache
+def _client(target: TorchServeTarget) -> TorchServe:
+    """One client per target and process (targets travel to the load process as data)."""
+    return TorchServe(
+        target.inference_url, target.management_url, target.key_file, timeout=TIMEOUT_S
+    )
 
 
 @dataclass
@@ -61,8 +86,9 @@ class LoadResult:
         }
 
 
-def run_load(send: Callable[[requests.Session, int], int], total: int, concurrency: int,
-             warmup: int = 2) -> LoadResult:  # fmt: skip
+def run_load(
+    send: Callable[[requests.Session, int], int], total: int, concurrency: int, warmup: int = 2
+) -> LoadResult:
     """Call ``send(session, i)`` ``total`` times from ``concurrency`` threads.
 
     ``warmup`` rounds of ``concurrency`` requests go first, untimed: connections, caches and a
@@ -85,25 +111,33 @@ def run_load(send: Callable[[requests.Session, int], int], total: int, concurren
         start = time.perf_counter()
         outcomes = list(pool.map(one, range(total)))
         seconds = time.perf_counter() - start
-    return LoadResult(total, seconds, [ms for _, ms in outcomes],
-                      Counter(status for status, _ in outcomes))  # fmt: skip
+    return LoadResult(
+        total, seconds, [ms for _, ms in outcomes], Counter(status for status, _ in outcomes)
+    )
 
 
-def _client(target: Target, body: bytes, total: int, concurrency: int, warmup: int,
-            results) -> None:  # fmt: skip
+def _load_process(
+    target: Target | TorchServeTarget,
+    body: bytes,
+    total: int,
+    concurrency: int,
+    warmup: int,
+    results,
+) -> None:
     def send(session: requests.Session, _: int) -> int:
         return target.send(session, body).status_code
 
     results.put(run_load(send, total, concurrency, warmup))
 
 
-def measure(target: Target, body: bytes, total: int, concurrency: int,
-            warmup: int = 1) -> LoadResult:  # fmt: skip
+def measure(
+    target: Target | TorchServeTarget, body: bytes, total: int, concurrency: int, warmup: int = 1
+) -> LoadResult:
     """:func:`run_load` against ``target`` from a separate client process."""
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
     client = context.Process(
-        target=_client, args=(target, body, total, concurrency, warmup, results)
+        target=_load_process, args=(target, body, total, concurrency, warmup, results)
     )
     client.start()
     result = results.get()

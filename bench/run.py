@@ -33,20 +33,11 @@ from PIL import Image
 from bench import report
 from bench.inputs import SIZES, pet_photo
 from bench.limit import measure_limits
-from bench.loadgen import Target, measure
-from bench.naive_server import NaiveSegmenter
-from handler.archive import MODEL_CONFIG, build_archive
-from handler.server import (
-    ROOT,
-    Instance,
-    Ports,
-    free_ports,
-    start,
-    stop,
-    wait_ready,
-    workers,
-)
-from model_training.spec import SPEC_FILENAME
+from bench.loadgen import Target, TorchServeTarget, measure
+from bench.naive_baseline import NaiveSegmenter
+from handler.spec import SPEC_FILENAME
+from petseg.archive import MODEL_CONFIG, build_archive
+from petseg.launcher import ROOT, Instance, free_ports, start, stop, unused_ports, wait_ready
 
 AGREEMENT_PHOTOS = 8
 
@@ -56,7 +47,7 @@ class System:
     """A server under test: how to reach it and which processes it is made of."""
 
     name: str
-    target: Target
+    target: Target | TorchServeTarget
     pids: list[int] = field(default_factory=list)
 
     def rss_mb(self) -> float:
@@ -176,8 +167,17 @@ def measure_system(system: System, work: Workload, results: dict) -> None:
 
 def measure_naive(export_dir: Path, device: str, work: Workload, results: dict) -> None:
     port = free_ports(1)[0]
-    command = [sys.executable, "-m", "bench.naive_server", "--device", device,
-               "--export-dir", str(export_dir), "--port", str(port)]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "bench.naive_baseline",
+        "--device",
+        device,
+        "--export-dir",
+        str(export_dir),
+        "--port",
+        str(port),
+    ]
     with background(command, f"http://127.0.0.1:{port}/") as process:
         url = f"http://127.0.0.1:{port}/"
         measure_system(System("naive server (baseline)", Target(url), [process.pid]), work, results)
@@ -187,26 +187,30 @@ def measure_torchserve(export_dir: Path, tmp: Path, work: Workload, results: dic
     """The shipped configuration: TorchServe directly, then the proxy in front of it."""
     store = tmp / "store"
     build_archive(export_dir, store)
-    instance = Instance(tmp / "ts", store, Ports.free())
+    instance = Instance(tmp / "ts", store, unused_ports())
     process = start(instance)
     try:
         wait_ready(instance, process, timeout=300)
-        url = instance.url("inference", "/predictions/petseg")
-        token = {"Authorization": f"Bearer {instance.keys()['inference']}"}
-        pids = [w["pid"] for w in workers(instance)]
-        direct = System("TorchServe direct", Target(url, token), pids)
+        target = TorchServeTarget(
+            instance.url("inference"), instance.url("management"), instance.key_file
+        )
+        pids = [w["pid"] for w in instance.client().workers()]
+        direct = System("TorchServe direct", target, pids)
         results["handler_timings_ms_500x375"] = handler_timings(direct, work.photos["500x375"])
         measure_system(direct, work, results)
 
         port = free_ports(1)[0]
-        env = {"PETSEG_TORCHSERVE_INFERENCE_URL": instance.url("inference"),
-               "PETSEG_TORCHSERVE_MANAGEMENT_URL": instance.url("management"),
-               "PETSEG_KEY_FILE": str(instance.key_file)}  # fmt: skip
-        command = [sys.executable, "-m", "frontend_server.run", "--external", "--port", str(port)]
+        env = {
+            "PETSEG_TORCHSERVE_INFERENCE_URL": instance.url("inference"),
+            "PETSEG_TORCHSERVE_MANAGEMENT_URL": instance.url("management"),
+            "PETSEG_KEY_FILE": str(instance.key_file),
+        }
+        command = [sys.executable, "-m", "petseg", "run", "--external", "--port", str(port)]
         with background(command, f"http://127.0.0.1:{port}/api/health", env) as proxy:
             target = Target(f"http://127.0.0.1:{port}/api/segment", file_field="file")
-            measure_system(System("through the proxy", target, [*direct.pids, proxy.pid]),
-                           work, results)  # fmt: skip
+            measure_system(
+                System("through the proxy", target, [*direct.pids, proxy.pid]), work, results
+            )
     finally:
         stop(instance, process)
 
@@ -226,13 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     naive = NaiveSegmenter(args.export_dir, device)
     size = naive.spec.input_size
-    torch.set_num_threads(os.cpu_count() or 1)
-    print(f"limit: the bare model at {size}x{size} on {device}, "
-          f"{torch.get_num_threads()} CPU threads", flush=True)  # fmt: skip
-    limits = measure_limits(naive.model, size, [1, settings["batchSize"]], 12 if args.long else 4)
-    for row in limits:
-        print(report.limit_line(row), flush=True)
-
+    limits = measure_model(naive, device, settings["batchSize"], args.long)
     checks = [pet_photo(*SIZES["500x375"], seed=seed) for seed in range(1, 1 + AGREEMENT_PHOTOS)]
     work = Workload(
         photos={name: pet_photo(*wh) for name, wh in SIZES.items()},
@@ -259,14 +257,32 @@ def main(argv: list[str] | None = None) -> int:
         measure_torchserve(args.export_dir, Path(tmp), work, results)
     results["seconds"] = round(time.monotonic() - started, 1)
     results["targets"] = report.targets(results)
-
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "bench.json").write_text(json.dumps(results, indent=2) + "\n")
-    report.chart(results, args.out / "bench.png")
-    print("\n" + "\n".join(report.table(results)))
-    print(f"\nsaved {args.out / 'bench.json'} and {args.out / 'bench.png'} "
-          f"({results['seconds']:.0f} s)")  # fmt: skip
+    save(results, args.out)
     return 0
+
+
+def measure_model(naive: NaiveSegmenter, device: str, batch: int, long: bool) -> list[dict]:
+    """The limit rows: the bare model in this process, every core, batch 1 and ``batch``."""
+    size = naive.spec.input_size
+    torch.set_num_threads(os.cpu_count() or 1)
+    print(
+        f"limit: the bare model at {size}x{size} on {device}, "
+        f"{torch.get_num_threads()} CPU threads",
+        flush=True,
+    )
+    limits = measure_limits(naive.model, size, [1, batch], 12 if long else 4)
+    for row in limits:
+        print(report.limit_line(row), flush=True)
+    return limits
+
+
+def save(results: dict, out: Path) -> None:
+    """bench.json and bench.png, and the table on stdout."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench.json").write_text(json.dumps(results, indent=2) + "\n")
+    report.chart(results, out / "bench.png")
+    print("\n" + "\n".join(report.table(results)))
+    print(f"\nsaved {out / 'bench.json'} and {out / 'bench.png'} ({results['seconds']:.0f} s)")
 
 
 if __name__ == "__main__":

@@ -17,9 +17,9 @@ from pathlib import Path
 import yaml
 
 from bench.inputs import pet_photo
-from bench.loadgen import Target, measure
-from handler.archive import MODEL_CONFIG, build_archive
-from handler.server import Instance, Ports, request, start, stop, wait_ready
+from bench.loadgen import TorchServeTarget, measure
+from petseg.archive import MODEL_CONFIG, build_archive
+from petseg.launcher import Instance, start, stop, unused_ports, wait_ready
 
 CANDIDATES = [
     {"workers": 1, "threads": 2, "batchSize": 8, "maxBatchDelay": 5},
@@ -46,9 +46,8 @@ def variant_config(candidate: dict, folder: Path) -> Path:
 
 
 def measure_candidate(instance: Instance, total: int, concurrency: int) -> dict:
-    target = Target(
-        instance.url("inference", "/predictions/petseg"),
-        {"Authorization": f"Bearer {instance.keys()['inference']}"},
+    target = TorchServeTarget(
+        instance.url("inference"), instance.url("management"), instance.key_file
     )
     return measure(target, pet_photo(500, 375), total, concurrency).summary()
 
@@ -61,37 +60,25 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         store = Path(tmp) / "store"
-        instance = Instance(Path(tmp) / "ts", store, Ports.free())
-        build_archive(args.export_dir, store, name="petseg")
+        instance = Instance(Path(tmp) / "ts", store, unused_ports())
+        build_archive(args.export_dir, store)
         process = start(instance)
         try:
             wait_ready(instance, process)
-            keys = instance.keys()
-            request(instance.url("management", "/models/petseg"), keys["management"], "DELETE")
+            client = instance.client()
+            client.unregister()
             for n, candidate in enumerate(CANDIDATES):
                 name = f"petseg-c{n}"
-                build_archive(
-                    args.export_dir, store, name=name, config=variant_config(candidate, Path(tmp))
-                )
-                url = instance.url(
-                    "management",
-                    f"/models?url={name}.mar&model_name=petseg"
-                    f"&initial_workers={candidate['workers']}&synchronous=true",
-                )
-                status, body = request(url, keys["management"], "POST", timeout=300)
-                assert status == 200, body
+                config = variant_config(candidate, Path(tmp))
+                build_archive(args.export_dir, store, name=name, config=config)
+                client.register(f"{name}.mar", candidate["workers"])
                 wait_ready(instance, process)
                 for concurrency in args.concurrency:
                     result = measure_candidate(instance, args.requests, concurrency)
                     print(
                         json.dumps({**candidate, "concurrency": concurrency, **result}), flush=True
                     )
-                request(
-                    instance.url("management", "/models/petseg"),
-                    keys["management"],
-                    "DELETE",
-                    timeout=120,
-                )
+                client.unregister()
         finally:
             stop(instance, process)
 

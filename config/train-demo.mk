@@ -1,7 +1,7 @@
 # The offline demo model: synthetic data made on first use, trained on 2 CPU cores.
-# Measured on a 2-core AMD EPYC with AVX512-BF16: bf16 + channels-last training runs at ~34 img/s
-# at 96 px (~20 img/s at 128 px), so 11 epochs of 1,440 images take ~8 minutes; with the data
-# generation (~30 s) and the evaluation the whole target stays under 10 minutes.
+# Measured on a 2-core AMD EPYC with AVX512-BF16: bf16 + channels-last training runs at ~36 img/s
+# at 96 px (~20 img/s at 128 px), so DEMO_EPOCHS (12) epochs of 1,440 images take ~8 minutes; with
+# the data generation (~15 s) and the evaluation the whole target stays under 10 minutes.
 # 96 px is the largest input that reaches the quality bar in that time; real-data training
 # (make train) defaults to 256 px. Override any value: make train-demo DEMO_EPOCHS=4
 DEMO_DATA       ?= data/synth

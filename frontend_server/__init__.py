@@ -11,13 +11,14 @@ from typing import Any
 from flask import Flask
 
 from frontend_server import api, errors, pages
-from frontend_server.torchserve import TorchServeClient
+from frontend_server.upstream import client_from_config
+from handler.protocol import KEY_FILE_NAME, MODEL_NAME, Ports
 
 DEFAULTS: dict[str, Any] = {
-    "TORCHSERVE_INFERENCE_URL": "http://127.0.0.1:8080",
-    "TORCHSERVE_MANAGEMENT_URL": "http://127.0.0.1:8081",
-    "MODEL_NAME": "petseg",
-    "KEY_FILE": "logs/torchserve/key_file.json",
+    "TORCHSERVE_INFERENCE_URL": f"http://127.0.0.1:{Ports.inference}",
+    "TORCHSERVE_MANAGEMENT_URL": f"http://127.0.0.1:{Ports.management}",
+    "MODEL_NAME": MODEL_NAME,
+    "KEY_FILE": f"logs/torchserve/{KEY_FILE_NAME}",
     "MAX_UPLOAD_MB": 20,
     "TIMEOUT_S": 60.0,
 }
@@ -39,10 +40,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.config.update(DEFAULTS)
     app.config.update(settings_from_env(dict(os.environ)))
     app.config.update(test_config or {})
-    # Flask answers 413 for bodies over this (serving.py caps what the server itself spools).
+    # Flask answers 413 for bodies over this (wsgi.py caps what the server itself spools).
     # A little slack over the file limit for the multipart envelope.
     app.config["MAX_CONTENT_LENGTH"] = int(app.config["MAX_UPLOAD_MB"] * 1024 * 1024) + 64 * 1024
-    app.extensions["torchserve"] = TorchServeClient.from_config(app.config)
+    app.extensions["torchserve"] = client_from_config(app.config)
     app.register_blueprint(pages.bp)
     app.register_blueprint(api.bp)
     errors.register(app)

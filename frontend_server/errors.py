@@ -7,7 +7,7 @@ import logging
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from frontend_server.torchserve import TorchServeError
+from frontend_server.upstream import UpstreamError
 
 logger = logging.getLogger(__name__)
 RETRY_AFTER_S = 1
@@ -20,8 +20,8 @@ def error_response(status: int, message: str) -> Response:
 
 
 def register(app: Flask) -> None:
-    @app.errorhandler(TorchServeError)
-    def torchserve_error(exc: TorchServeError) -> Response:
+    @app.errorhandler(UpstreamError)
+    def upstream_error(exc: UpstreamError) -> Response:
         response = error_response(exc.status, exc.message)
         if exc.status == 503:
             # Overload, a restarting worker or TorchServe down: all pass within seconds.

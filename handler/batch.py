@@ -13,8 +13,8 @@ import torch
 from PIL import Image
 
 from handler.decoding import InputError
-from handler.requests import Request
-from model_training.imaging import Letterbox
+from handler.imaging import Letterbox
+from handler.payload import Request
 
 
 @dataclass

@@ -21,13 +21,15 @@ from ts.metrics.dimension import Dimension
 from ts.metrics.metric_type_enum import MetricTypes
 from ts.torch_handler.base_handler import BaseHandler
 
+import handler
 from handler.batch import Batch, Item
 from handler.decoding import InputError, decode_image
+from handler.imaging import letterbox_image
+from handler.model import autocast_dtype, load_exported, photo_labels
+from handler.payload import parse_request
+from handler.protocol import OUTPUTS
 from handler.rendering import b64, class_stats, encode, mask_png, overlay_image
-from handler.requests import OUTPUTS, parse_request
 from handler.settings import HandlerConfig
-from model_training.imaging import letterbox_image
-from model_training.model import autocast_dtype, load_exported, photo_labels
 
 logger = logging.getLogger(__name__)
 
@@ -56,12 +58,13 @@ class PetSegHandler(BaseHandler):
         )
         self._warm_up(int(properties.get("batch_size") or 1))
         logger.info(
-            "petseg %s on %s, %d threads, input %dpx, %s",
+            "petseg %s on %s, %d threads, input %dpx, %s, code from %s",
             self.version,
             self.device,
             torch.get_num_threads(),
             self.spec.input_size,
             self.precision,
+            Path(handler.__file__).parent,  # the archive's copy, not a checkout
         )
         self.initialized = True
 

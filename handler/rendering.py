@@ -8,7 +8,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from model_training.imaging import palette_image
+from handler.imaging import palette_image
 
 
 def encode(image: Image.Image, fmt: str, quality: int = 85) -> bytes:

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from model_training.spec import IGNORE_INDEX, SPECIES_CLASS
+from handler.spec import IGNORE_INDEX, SPECIES_CLASS
 
 TRIMAP_PET, TRIMAP_BACKGROUND, TRIMAP_BORDER = 1, 2, 3
 KAGGLE_MASK_VALUES = {0: "background", 1: "cat", 2: "dog", IGNORE_INDEX: "ignore"}

@@ -16,13 +16,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from handler.imaging import colorize
+from handler.model import load_exported
+from handler.spec import ModelSpec
 from model_training.datasets import PetSegmentation, SkipLog, find_samples
-from model_training.imaging import colorize
+from model_training.loops import make_loader, validate
 from model_training.losses import SegmentationLoss
-from model_training.model import load_exported, predict_labels
+from model_training.network import predict_labels
 from model_training.plots import plot_predictions
-from model_training.spec import ModelSpec
-from model_training.train import evaluate, make_loader
 from model_training.transforms import EvalTransform
 from model_training.utils import model_from_checkpoint, pick_device
 
@@ -96,7 +97,7 @@ def main(args: argparse.Namespace) -> dict:
     dataset = PetSegmentation(samples, EvalTransform(spec), spec.classes, args.border)
     loader = make_loader(dataset, args.batch_size, False, args.workers)
     skips = SkipLog()
-    metrics, loss = evaluate(model, loader, SegmentationLoss(), device, spec.class_names, skips)
+    metrics, loss = validate(model, loader, SegmentationLoss(), device, spec.class_names, skips)
     results = {
         "split": args.split,
         "data": str(args.data),

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from model_training.spec import ModelSpec
+from handler.spec import ModelSpec
 from model_training.utils import model_from_checkpoint
 
 

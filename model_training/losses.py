@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from model_training.spec import IGNORE_INDEX
+from handler.spec import IGNORE_INDEX
 
 
 def _soft_dice(probs: torch.Tensor, onehot: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:

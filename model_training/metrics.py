@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from model_training.spec import IGNORE_INDEX
+from handler.spec import IGNORE_INDEX
 
 
 def confusion(target: torch.Tensor, pred: torch.Tensor, num_classes: int) -> torch.Tensor:

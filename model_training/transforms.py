@@ -12,8 +12,8 @@ import torch
 from PIL import Image
 from torchvision.transforms import ColorJitter
 
-from model_training.imaging import letterbox_image, letterbox_mask, normalize
-from model_training.spec import IGNORE_INDEX, ModelSpec
+from handler.imaging import letterbox_image, letterbox_mask, normalize
+from handler.spec import IGNORE_INDEX, ModelSpec
 
 
 def _paste(canvas: np.ndarray, src: np.ndarray, top: int, left: int) -> None:

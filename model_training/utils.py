@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from model_training.model import build_model
-from model_training.spec import ModelSpec
+from handler.model import build_model
+from handler.spec import ModelSpec
 
 
 def seed_everything(seed: int) -> None:

@@ -1,34 +1,54 @@
-"""Shared fixtures: tiny datasets in both published layouts, generated on the fly."""
+"""Fixtures shared by every folder, and markers that say what each test needs.
+
+Folders: ``unit/`` runs in-process on generated data; ``model/`` trains a tiny model first;
+``integration/`` starts a real TorchServe (and the web app under waitress); ``system/`` drives
+the whole stack from outside: a real browser, faults, floods. Markers follow the folder, so
+``pytest -m "not slow"`` is the fast half and ``pytest -m system`` the browser and fault tests.
+"""
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import csv
 import shutil
-import threading
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import pytest
 import requests
-from PIL import Image
 
-from model_training.datasets import labels_from_trimap, oxford_samples
 from model_training.synth import generate
-from tests import traffic
+from petseg.launcher import Instance, start, stop, unused_ports, wait_ready
+from tests.support import traffic
+from tests.support.stack import name_ports, running_proxy
+from tests.support.training import tiny_train_args, write_kaggle_layout
 
 with warnings.catch_warnings():
     # TorchServe 0.12 reads its version.txt without closing it, at import.
     warnings.simplefilter("ignore", ResourceWarning)
     import ts.version  # noqa: F401
 
+FOLDER_MARKERS = {
+    "unit": (),
+    "model": ("slow",),
+    "integration": ("slow", "integration"),
+    "system": ("slow", "system"),
+}
+
 
 def pytest_configure(config: pytest.Config) -> None:
     requests.Session.send = traffic.record(requests.Session.send)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark each test by its folder; a test anywhere that needs the trained model is slow."""
+    for item in items:
+        folder = Path(item.path).parent.name
+        if folder not in FOLDER_MARKERS:
+            raise pytest.UsageError(f"{item.path}: tests live in one of {sorted(FOLDER_MARKERS)}")
+        for name in FOLDER_MARKERS[folder]:
+            item.add_marker(name)
+        if "tiny_export" in getattr(item, "fixturenames", ()):
+            item.add_marker("slow")
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
@@ -44,29 +64,6 @@ def oxford_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def write_kaggle_layout(oxford: Path, root: Path) -> Path:
-    """The same images in the Kaggle layout: class-id masks and train/val/test CSVs."""
-    (root / "images").mkdir(parents=True)
-    (root / "masks").mkdir()
-    train = oxford_samples(oxford, "train", 0.2, 0)
-    splits = {
-        "train": train,
-        "val": oxford_samples(oxford, "val", 0.2, 0),
-        "test": oxford_samples(oxford, "test", 0.2, 0),
-    }
-    for split, samples in splits.items():
-        with (root / f"{split}.csv").open("w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["Image", "Species"])
-            for s in samples:
-                writer.writerow([s.name, s.species])
-                shutil.copy(s.image, root / "images" / s.image.name)
-                trimap = np.asarray(Image.open(s.mask))
-                labels = labels_from_trimap(trimap, s.species, "multiclass", "ignore")
-                Image.fromarray(labels).save(root / "masks" / f"{s.name}.png")
-    return root
-
-
 @pytest.fixture(scope="session")
 def kaggle_dir(oxford_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_kaggle_layout(oxford_dir, tmp_path_factory.mktemp("kaggle") / "pets")
@@ -78,24 +75,13 @@ def oxford_copy(oxford_dir: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(oxford_dir, tmp_path / "oxford"))
 
 
-def tiny_train_args(data: Path, out: Path, *extra: str) -> argparse.Namespace:
-    """A training run small enough for tests: 16 images at 64 px, no loader processes."""
-    from model_training import train
-
-    return train.get_args_parser().parse_args(
-        ["--data", str(data), "--out", str(out), "--input-size", "64", "--batch-size", "8",
-         "--limit", "16", "--workers", "0", "--lr", "1e-3", *extra]
-    )  # fmt: skip
-
-
 @pytest.fixture(scope="session")
 def tiny_export(oxford_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A really trained (if briefly) 64-px model, exported: what the serving tests load."""
     from model_training import export, train
 
     run = tmp_path_factory.mktemp("tiny-run")
-    args = tiny_train_args(oxford_dir, run, "--epochs", "2")
-    train.main(args)
+    train.main(tiny_train_args(oxford_dir, run, "--epochs", "2"))
     out = tmp_path_factory.mktemp("export") / "petseg"
     export.export(run / "best.pt", out, version="1.0")
     return out
@@ -103,7 +89,7 @@ def tiny_export(oxford_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> P
 
 @pytest.fixture(scope="session")
 def model_store(tiny_export: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from handler.archive import build_archive
+    from petseg.archive import build_archive
 
     store = tmp_path_factory.mktemp("model_store")
     build_archive(tiny_export, store)
@@ -111,11 +97,9 @@ def model_store(tiny_export: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 @pytest.fixture(scope="session")
-def server(model_store: Path, tmp_path_factory: pytest.TempPathFactory):
+def server(model_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Instance]:
     """A real TorchServe on free ports serving the tiny model, for the whole session."""
-    from handler.server import Instance, Ports, start, stop, wait_ready
-
-    instance = Instance(tmp_path_factory.mktemp("torchserve"), model_store, Ports.free())
+    instance = Instance(tmp_path_factory.mktemp("torchserve"), model_store, unused_ports())
     name_ports(instance)
     process = start(instance)
     try:
@@ -125,40 +109,8 @@ def server(model_store: Path, tmp_path_factory: pytest.TempPathFactory):
         stop(instance, process)
 
 
-def name_ports(instance) -> None:
-    """Tell the request counter which ports are this TorchServe's APIs."""
-    for api in ("inference", "management", "metrics"):
-        traffic.name_port(getattr(instance.ports, api), f"TorchServe {api}")
-
-
-@contextlib.contextmanager
-def running_proxy(instance, threads: int = 16, **config: Any) -> Iterator[str]:
-    """The web app, served by its production server in a thread, in front of ``instance``."""
-    from frontend_server import create_app
-    from frontend_server.serving import make_server
-
-    app = create_app(
-        {
-            "TORCHSERVE_INFERENCE_URL": instance.url("inference"),
-            "TORCHSERVE_MANAGEMENT_URL": instance.url("management"),
-            "KEY_FILE": str(instance.key_file),
-            **config,
-        }
-    )
-    web = make_server(app, "127.0.0.1", 0, threads)
-    port = int(web.effective_port)  # waitress reports it as a str
-    traffic.name_port(port, "proxy")
-    thread = threading.Thread(target=web.run, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        web.close()
-        thread.join(timeout=10)
-
-
 @pytest.fixture(scope="session")
-def proxy(server) -> Iterator[str]:
+def proxy(server: Instance) -> Iterator[str]:
     """The proxy's base URL, in front of the session's TorchServe."""
     with running_proxy(server) as url:
         yield url

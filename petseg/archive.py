@@ -1,0 +1,79 @@
+"""Build the .mar: exported weights + model_spec.json + the handler package + model-config.yaml.
+
+The archive carries the ``handler`` package whole, the model code it needs included, and
+nothing else from this repository: any TorchServe with handler/requirements.txt installed can
+serve it. TorchServe imports the entry module (handler/petseg_handler.py) from the archive's
+top level, so torch-model-archiver puts a copy of it there too.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from handler.protocol import MODEL_NAME
+from handler.spec import SPEC_FILENAME, ModelSpec
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "handler"
+HANDLER_ENTRY = PACKAGE / "petseg_handler.py"
+REQUIREMENTS = PACKAGE / "requirements.txt"
+MODEL_CONFIG = ROOT / "config" / "model-config.yaml"
+NOT_SHIPPED = shutil.ignore_patterns("__pycache__", "*.pyc")
+"""Byte code is the interpreter's cache, not a part of the package."""
+
+
+def stage(export_dir: Path, into: Path) -> None:
+    """Lay out the extra files as they must sit in the model directory."""
+    shutil.copytree(PACKAGE, into / PACKAGE.name, ignore=NOT_SHIPPED)
+    shutil.copy2(export_dir / SPEC_FILENAME, into / SPEC_FILENAME)
+
+
+def archiver_command() -> str:
+    beside = Path(sys.executable).parent / "torch-model-archiver"
+    return str(beside if beside.exists() else "torch-model-archiver")
+
+
+def build_archive(
+    export_dir: Path,
+    out_dir: Path,
+    name: str = MODEL_NAME,
+    version: str | None = None,
+    config: Path = MODEL_CONFIG,
+) -> Path:
+    """Write ``out_dir/name.mar`` and return its path."""
+    spec = ModelSpec.load(export_dir)
+    weights = export_dir / spec.weights_file
+    if not weights.is_file():
+        raise FileNotFoundError(f"{weights} is missing: export the model first")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        staged = Path(tmp) / "extra"
+        stage(export_dir, staged)
+        subprocess.run(
+            [
+                archiver_command(),
+                "--model-name",
+                name,
+                "--version",
+                version or spec.version,
+                "--handler",
+                str(HANDLER_ENTRY),
+                "--serialized-file",
+                str(weights),
+                "--extra-files",
+                str(staged),
+                "--config-file",
+                str(config),
+                "--requirements-file",
+                str(REQUIREMENTS),
+                "--export-path",
+                str(out_dir),
+                "--force",
+            ],
+            check=True,
+        )
+    return out_dir / f"{name}.mar"

@@ -1,0 +1,198 @@
+"""`petseg`: the one command for training, packaging, serving and operating petseg.
+
+    petseg synth|train|evaluate|export ...   the training machine (see `petseg train --help`)
+    petseg archive                           build model_store/petseg.mar from an export
+    petseg serve | stop | status             TorchServe with petseg, in the background
+    petseg run                               the demo: TorchServe + the web page
+    petseg models list|describe|register|scale|set-default|unregister
+    petseg predict IMAGE [--output mask -o mask.png]
+    petseg key|rotate inference|management
+
+A failure is one line on stderr and exit status 2 (no traceback): a missing file, TorchServe
+not running, TorchServe refusing a call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from handler.protocol import OUTPUTS
+from model_training.commands import COMMANDS as TRAINING_COMMANDS
+from model_training.commands import run as run_training
+from petseg import archive, launcher, models
+from torchserve_client import TorchServeError
+
+USER_ERRORS = (
+    TorchServeError,
+    OSError,
+    ValueError,
+    RuntimeError,
+    subprocess.CalledProcessError,
+)
+"""What a user's input or a stopped TorchServe can cause (a dataset error is a ValueError,
+a wait for readiness that runs out a TimeoutError, which is an OSError)."""
+
+
+def train(args: argparse.Namespace, instance: launcher.Instance) -> int:
+    """synth, train, evaluate or export, with the arguments the top-level parser left over."""
+    run_training(args.command, args.rest, "petseg")
+    return 0
+
+
+def serve(args: argparse.Namespace, instance: launcher.Instance) -> int:
+    """Start TorchServe unless it already serves petseg; print where everything is."""
+    if instance.client().health().ready_workers:
+        print("TorchServe is already serving petseg")
+    else:
+        process = launcher.start(instance)
+        try:
+            launcher.wait_ready(instance, process, args.timeout)
+        except (RuntimeError, TimeoutError):
+            launcher.stop(instance, process)
+            raise
+    print(f"inference:  {instance.url('inference', '/predictions/petseg')}")
+    print(f"management: {instance.url('management', '/models')}")
+    print(f"metrics:    {instance.url('metrics', '/metrics')}")
+    print(f"keys:       {instance.key_file}")
+    print(f"logs:       {instance.workdir / 'logs'}")
+    return 0
+
+
+def status(args: argparse.Namespace, instance: launcher.Instance) -> int:
+    health = instance.client().health()
+    print(f"petseg: {health.ready_workers} ready workers ({health.detail})")
+    return 0 if health.ready_workers else 1
+
+
+def stop(args: argparse.Namespace, instance: launcher.Instance) -> int:
+    launcher.stop(instance)
+    print("TorchServe stopped")
+    return 0
+
+
+def build(args: argparse.Namespace, instance: launcher.Instance) -> int:
+    path = archive.build_archive(args.export_dir, args.out, args.name, args.version)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+def demo(args: argparse.Namespace, instance: launcher.Instance) -> int:
+    from petseg.demo import run  # the web app's imports, only for this command
+
+    return run(args, instance)
+
+
+def operate(action: Callable) -> Callable[[argparse.Namespace, launcher.Instance], int]:
+    """A command against the running TorchServe: print its result, exit 0."""
+
+    def command(args: argparse.Namespace, instance: launcher.Instance) -> int:
+        models.show(action(args, instance.client(timeout=args.timeout)))
+        return 0
+
+    return command
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="petseg",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=launcher.DEFAULT_WORKDIR,
+        help="TorchServe's folder: its config, logs and key_file.json (default: %(default)s)",
+    )
+    parser.add_argument("--model-store", type=Path, default=launcher.DEFAULT_STORE)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # Their arguments (--help included) go to the training commands' own parsers.
+    for name, summary in TRAINING_COMMANDS.items():
+        commands.add_parser(name, help=summary, add_help=False).set_defaults(func=train)
+
+    build_cmd = commands.add_parser("archive", help="build a .mar from an exported model")
+    build_cmd.add_argument("--export-dir", type=Path, default=launcher.ROOT / "exported" / "petseg")
+    build_cmd.add_argument("--out", type=Path, default=launcher.DEFAULT_STORE)
+    build_cmd.add_argument("--name", default="petseg", help="archive file name (NAME.mar)")
+    build_cmd.add_argument("--version", help="archive version (default: the spec's)")
+    build_cmd.set_defaults(func=build)
+
+    serve_cmd = commands.add_parser("serve", help="start TorchServe with petseg, in background")
+    serve_cmd.add_argument("--timeout", type=float, default=180, help="seconds to wait for ready")
+    serve_cmd.set_defaults(func=serve)
+    commands.add_parser("stop", help="stop TorchServe and its workers").set_defaults(func=stop)
+    commands.add_parser("status", help="ready workers; exit 1 if none").set_defaults(func=status)
+
+    run_cmd = commands.add_parser("run", help="the demo: TorchServe + the web page")
+    run_cmd.add_argument("--host", default="127.0.0.1")
+    run_cmd.add_argument("--port", type=int, default=5000)
+    run_cmd.add_argument("--threads", type=int, default=16, help="web server threads")
+    run_cmd.add_argument(
+        "--external",
+        action="store_true",
+        help="front a TorchServe that runs elsewhere, as the PETSEG_* variables say; start none",
+    )
+    run_cmd.set_defaults(func=demo)
+
+    add_operations(commands)
+    return parser
+
+
+def add_operations(commands: argparse._SubParsersAction) -> None:
+    """The commands that talk to a running TorchServe through its key file."""
+    timeout = argparse.ArgumentParser(add_help=False)
+    timeout.add_argument("--timeout", type=float, default=120, help="seconds per call")
+
+    manage = commands.add_parser("models", help="list, register, scale... model versions")
+    actions = manage.add_subparsers(dest="action", required=True)
+    actions.add_parser("list", parents=[timeout])
+    actions.add_parser("describe", parents=[timeout]).add_argument("version", nargs="?")
+    register = actions.add_parser("register", parents=[timeout], help="a .mar in the store")
+    register.add_argument("archive")
+    register.add_argument("--workers", type=int, default=1)
+    scale = actions.add_parser("scale", parents=[timeout])
+    scale.add_argument("workers", type=int)
+    scale.add_argument("--version")
+    actions.add_parser("set-default", parents=[timeout]).add_argument("version")
+    actions.add_parser("unregister", parents=[timeout]).add_argument("version")
+    manage.set_defaults(func=operate(models.models))
+
+    predict = commands.add_parser("predict", parents=[timeout], help="segment one image")
+    predict.add_argument("image", type=Path)
+    predict.add_argument("--output", choices=list(OUTPUTS), default="json")
+    predict.add_argument("-o", "--out", type=Path, help="write the answer here")
+    predict.set_defaults(func=operate(models.predict))
+    for name, action in (("key", models.key), ("rotate", models.rotate)):
+        summary = action.__doc__.split(" (")[0]
+        command = commands.add_parser(name, parents=[timeout], help=summary)
+        command.add_argument("kind", choices=["inference", "management"])
+        command.set_defaults(func=operate(action))
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = get_args_parser()
+    try:
+        args, rest = parser.parse_known_args(argv)
+        args.rest = rest
+        if args.rest and args.func is not train:
+            parser.error(f"unrecognized arguments: {' '.join(args.rest)}")
+        if args.func is serve:  # a new TorchServe: the configured ports
+            instance = launcher.Instance(args.workdir, args.model_store)
+        else:  # the one started from --workdir, wherever its ports are
+            instance = launcher.running_instance(args.workdir, args.model_store)
+        return args.func(args, instance)
+    except USER_ERRORS as exc:
+        print(f"petseg: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,199 @@
+"""Run TorchServe with petseg's configuration: render it, start, wait until ready, stop.
+
+Each instance lives in its own working directory: TorchServe writes key_file.json into the
+directory it starts from and keeps its pid file in TMPDIR, so a test instance on free ports never
+touches a running `petseg serve`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from handler.protocol import KEY_FILE_NAME, MODEL_NAME, Ports
+from torchserve_client import KeyFile, TorchServe
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG_TEMPLATE = ROOT / "config" / "config.properties"
+METRICS_CONFIG = ROOT / "config" / "metrics.yaml"
+DEFAULT_WORKDIR = ROOT / "logs" / "torchserve"
+DEFAULT_STORE = ROOT / "model_store"
+DEFAULT_ARCHIVE = f"{MODEL_NAME}.mar"
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct free ports (each socket stays bound until all are picked)."""
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def unused_ports() -> Ports:
+    """Ports nothing listens on now: for an instance beside another (tests, benchmarks)."""
+    return Ports(*free_ports(len(fields(Ports))))
+
+
+@dataclass(frozen=True)
+class Instance:
+    """Where one TorchServe lives and how to reach it."""
+
+    workdir: Path = DEFAULT_WORKDIR
+    model_store: Path = DEFAULT_STORE
+    ports: Ports = field(default_factory=Ports)
+    overrides: dict[str, str] = field(default_factory=dict)
+    """config.properties settings replaced for this instance only (a test's tiny job queue)."""
+
+    @property
+    def key_file(self) -> Path:
+        return self.workdir / KEY_FILE_NAME
+
+    def url(self, api: str, path: str = "") -> str:
+        return f"http://127.0.0.1:{getattr(self.ports, api)}{path}"
+
+    def keys(self) -> dict[str, str]:
+        """The keys TorchServe holds now: {'inference', 'management', 'API'}."""
+        return KeyFile(self.key_file).keys()
+
+    def client(self, timeout: float = 60.0) -> TorchServe:
+        return TorchServe(
+            self.url("inference"), self.url("management"), self.key_file, timeout=timeout
+        )
+
+    def env(self) -> dict[str, str]:
+        """TorchServe's environment: its own TMPDIR and logs, and no PYTHONPATH, so workers
+        import only what the archive carries and what is installed."""
+        tmp = self.workdir / "tmp"
+        tmp.mkdir(parents=True, exist_ok=True)
+        env = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
+        return {
+            **env,
+            "TMPDIR": str(tmp),
+            "LOG_LOCATION": str(self.workdir / "logs"),
+            "METRICS_LOCATION": str(self.workdir / "logs"),
+        }
+
+
+def running_instance(
+    workdir: Path = DEFAULT_WORKDIR, model_store: Path = DEFAULT_STORE
+) -> Instance:
+    """The instance started from ``workdir``, with the ports its rendered config holds (an
+    instance on other ports, e.g. a test's, is found by its folder alone)."""
+    config = Path(workdir) / "config.properties"
+    if not config.is_file():
+        return Instance(Path(workdir), Path(model_store))
+    settings = dict(line.split("=", 1) for line in config.read_text().splitlines() if "=" in line)
+    ports = Ports(
+        inference=_port(settings["inference_address"]),
+        management=_port(settings["management_address"]),
+        metrics=_port(settings["metrics_address"]),
+        grpc_inference=int(settings["grpc_inference_port"]),
+        grpc_management=int(settings["grpc_management_port"]),
+        workers=int(settings["initial_worker_port"]),
+    )
+    return Instance(Path(workdir), Path(model_store), ports)
+
+
+def _port(address: str) -> int:
+    return int(address.rsplit(":", 1)[1])
+
+
+def render_config(instance: Instance, load_models: str = DEFAULT_ARCHIVE) -> Path:
+    """config/config.properties with this instance's ports, paths and overrides filled in."""
+    store = instance.model_store.resolve()
+    values = {f"{name.upper()}_PORT": port for name, port in vars(instance.ports).items()}
+    values.update(
+        MODEL_STORE=store,
+        LOAD_MODELS=load_models,
+        ALLOWED_URLS="file://" + re.escape(str(store)) + r"/[A-Za-z0-9_.-]+\.mar",
+        METRICS_CONFIG=METRICS_CONFIG,
+    )
+    text = re.sub(r"@([A-Z_]+)@", lambda m: str(values[m.group(1)]), CONFIG_TEMPLATE.read_text())
+    for key, value in instance.overrides.items():
+        text, found = re.subn(rf"(?m)^{re.escape(key)}=.*$", f"{key}={value}", text)
+        if not found:
+            text += f"\n{key}={value}\n"
+    instance.workdir.mkdir(parents=True, exist_ok=True)
+    path = instance.workdir / "config.properties"
+    path.write_text(text)
+    return path
+
+
+def torchserve_command() -> str:
+    found = shutil.which("torchserve", path=str(Path(sys.executable).parent)) or shutil.which(
+        "torchserve"
+    )
+    if not found:
+        raise RuntimeError("torchserve is not installed: run `make setup`")
+    return found
+
+
+def start(instance: Instance, load_models: str = DEFAULT_ARCHIVE) -> subprocess.Popen:
+    """Start TorchServe in the foreground of a new process session (stop with :func:`stop`)."""
+    config = render_config(instance, load_models)
+    instance.key_file.unlink(missing_ok=True)
+    with (instance.workdir / "torchserve.out").open("ab") as log:
+        return subprocess.Popen(
+            [
+                torchserve_command(),
+                "--start",
+                "--foreground",
+                "--ncs",
+                "--ts-config",
+                str(config),
+                "--model-store",
+                str(instance.model_store.resolve()),
+            ],
+            cwd=instance.workdir,
+            env=instance.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def wait_ready(
+    instance: Instance, process: subprocess.Popen | None = None, timeout: float = 180
+) -> None:
+    """Block until the model has a READY worker; fail early if TorchServe exits."""
+    client = instance.client()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(
+                f"TorchServe exited with {process.returncode}; see {instance.workdir}"
+            )
+        if client.health().ready_workers:
+            return
+        time.sleep(0.5)
+    raise TimeoutError(
+        f"{MODEL_NAME} not ready after {timeout:.0f} s; logs in {instance.workdir}/logs"
+    )
+
+
+def stop(instance: Instance, process: subprocess.Popen | None = None, timeout: float = 60) -> None:
+    """Stop TorchServe and its workers, and wait until they are gone."""
+    subprocess.run(
+        [torchserve_command(), "--stop", "--foreground"],
+        cwd=instance.workdir,
+        env=instance.env(),
+        capture_output=True,
+        timeout=timeout,
+    )
+    if process is not None:
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, 9)
+            process.wait()

@@ -1,0 +1,54 @@
+"""The web app's proxy in front of a real TorchServe (Flask's test client for the app)."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+from PIL import Image
+
+from frontend_server import create_app
+from tests.support import images
+from tests.support.stack import app_config
+from tests.support.web import upload
+
+
+@pytest.fixture
+def client(server):
+    return create_app(app_config(server)).test_client()
+
+
+def test_segment_through_the_proxy(client):
+    response = upload(client, images.jpeg(300, 200))
+    assert response.status_code == 200
+    result = response.get_json()
+    assert (result["width"], result["height"]) == (300, 200)
+    mask = upload(client, images.png(64, 48), "a.png", output="mask")
+    assert mask.content_type == "image/png"
+    assert Image.open(io.BytesIO(mask.data)).size == (64, 48)
+
+
+def test_health_reports_ready_workers(client):
+    health = client.get("/api/health")
+    assert health.status_code == 200 and health.get_json()["ready_workers"] >= 1
+
+
+def test_a_stale_key_in_the_key_file_is_renewed_and_retried(client, server):
+    stale = server.key_file.read_text()
+    server.client().rotate("inference")
+    server.key_file.write_text(stale)  # the file still holds the key TorchServe now refuses
+    response = upload(client, images.jpeg())
+    assert response.status_code == 200
+    assert server.keys()["inference"] != json.loads(stale)["inference"]["key"]
+
+
+def test_tokens_never_reach_the_client(client, server):
+    keys = set(server.keys().values())
+    for response in (
+        upload(client, images.jpeg()),
+        upload(client, b"junk"),
+        client.get("/api/health"),
+        client.get("/"),
+    ):
+        assert not any(key.encode() in response.data for key in keys)

@@ -1,0 +1,171 @@
+"""The handler driven like TorchServe drives it, with a small fake context instead of a server."""
+
+import io
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from handler.petseg_handler import PetSegHandler
+from handler.settings import HandlerConfig
+from tests.support import images
+from tests.support.handler_context import FakeContext, run
+
+
+@pytest.fixture(scope="module")
+def handler(tiny_export):
+    h = PetSegHandler()
+    h.initialize(FakeContext(tiny_export))
+    return h
+
+
+def test_mixed_batch_answers_each_request_on_its_own(handler, tiny_export):
+    rows = [
+        {"body": images.jpeg(200, 150)},
+        {"body": b""},
+        {"body": "plain text"},
+        {"data": images.png(90, 120)},
+        {"body": images.truncated_jpeg()},
+        {"body": images.png(1, 1)},
+        {"body": images.png_claiming_size(30000, 30000)},
+        {"file": images.exif_rotated_jpeg(160, 120)},
+    ]
+    answers, context = run(handler, rows, tiny_export)
+    assert len(answers) == len(rows)
+    expected_errors = {1: 400, 2: 415, 4: 400, 5: 400, 6: 413}
+    assert {i: code for i, (code, _) in context.statuses.items()} == expected_errors
+    for index, code in expected_errors.items():
+        body = json.loads(answers[index])
+        assert body["code"] == code and body["message"] == context.statuses[index][1]
+        assert context.content_types[index] == "application/json"
+    for index, size in {0: (200, 150), 3: (90, 120), 7: (120, 160)}.items():
+        result = json.loads(answers[index])
+        assert (result["width"], result["height"]) == size
+        mask = images.from_base64(result["mask_png"])
+        assert mask.mode == "P" and mask.size == size
+        assert set(np.unique(np.asarray(mask))) <= {0, 1, 2}
+        assert images.from_base64(result["overlay_jpeg"]).size == size
+        assert result["batch_size"] == len(rows)
+        assert context.content_types[index] == "application/json"
+    assert context.metrics.recorded["PetsegBatchSize"] == 8
+    assert context.metrics.recorded["PetsegRejectedRequests"] == 5
+
+
+def test_result_describes_classes_and_found_regions(handler, tiny_export):
+    (answer,), _ = run(handler, [{"body": images.jpeg()}], tiny_export)
+    result = json.loads(answer)
+    assert result["model"]["name"] == "petseg" and result["model"]["version"] == "1.0"
+    assert [c["name"] for c in result["classes"]] == ["background", "cat", "dog"]
+    assert result["classes"][1]["color"] == [255, 0, 0]
+    labels = np.asarray(images.from_base64(result["mask_png"]))
+    for found in result["found"]:
+        assert found["fraction"] == pytest.approx((labels == found["id"]).mean(), abs=1e-5)
+        x0, y0, x1, y1 = found["bbox"]
+        assert (labels[y0:y1, x0:x1] == found["id"]).any()
+    assert set(result["timings_ms"]) == {"preprocess", "inference", "postprocess"}
+
+
+def test_binary_outputs_by_query_or_accept_header(handler, tiny_export):
+    rows = [
+        {"body": images.jpeg(64, 48), "output": "mask"},
+        {"body": images.jpeg(64, 48), "output": b"overlay"},
+        {"body": images.jpeg(64, 48)},
+        {"body": images.jpeg(64, 48), "output": "svg"},
+    ]
+    answers, context = run(handler, rows, tiny_export, headers={2: {"Accept": "image/png"}})
+    assert context.content_types[0] == context.content_types[2] == "image/png"
+    assert Image.open(io.BytesIO(answers[0])).size == (64, 48)
+    assert answers[0] == answers[2]
+    assert context.content_types[1] == "image/jpeg"
+    assert Image.open(io.BytesIO(answers[1])).format == "JPEG"
+    assert context.statuses[3][0] == 400 and "output='svg'" in json.loads(answers[3])["message"]
+
+
+def test_a_batch_of_only_bad_requests_runs_no_model(handler, tiny_export):
+    answers, context = run(handler, [{"body": b""}, {"nothing": "here"}], tiny_export)
+    assert [code for code, _ in context.statuses.values()] == [400, 400]
+    assert "no image file in the request" in json.loads(answers[1])["message"]
+
+
+def test_same_image_same_mask_whatever_the_batch(handler, tiny_export):
+    data = images.jpeg(120, 90)
+    (alone,), _ = run(handler, [{"body": data}], tiny_export)
+    batched, _ = run(handler, [{"body": images.png(50, 200)}, {"body": data}], tiny_export)
+    a = np.asarray(images.from_base64(json.loads(alone)["mask_png"]))
+    b = np.asarray(images.from_base64(json.loads(batched[1])["mask_png"]))
+    assert (a == b).mean() > 0.995
+
+
+SAMPLES = [
+    images.jpeg(48, 32),
+    images.png(40, 40),
+    images.animated_gif(),
+    images.truncated_jpeg(),
+    images.png_with_bad_crc(),
+    images.png(4, 4),
+    images.jpeg_claiming_size(30000, 30000),
+]
+VALUES = st.one_of(
+    st.binary(max_size=256),
+    st.text(max_size=16),
+    st.sampled_from(SAMPLES),
+    st.dictionaries(st.text(max_size=4), st.integers(), max_size=2),  # a JSON body
+)
+ROWS = st.dictionaries(
+    st.sampled_from(["body", "data", "file", "image", "output", "note"]), VALUES, max_size=3
+)
+ACCEPTS = st.sampled_from([None, "", "image/png", "image/jpeg", "*/*", "text/html, image/png"])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(ROWS, ACCEPTS), min_size=1, max_size=4))
+def test_any_batch_gets_an_answer_per_request_and_only_client_errors(handler, tiny_export, batch):
+    rows = [row for row, _ in batch]
+    headers = {i: {"Accept": accept} for i, (_, accept) in enumerate(batch)}
+    answers, context = run(handler, rows, tiny_export, headers)
+    assert len(answers) == len(rows)
+    for index, answer in enumerate(answers):
+        if index in context.statuses:
+            code, message = context.statuses[index]
+            assert 400 <= code < 500 and json.loads(answer)["message"] == message
+        elif context.content_types[index] == "application/json":
+            result = json.loads(answer)
+            assert images.from_base64(result["mask_png"]).size == (
+                result["width"],
+                result["height"],
+            )
+        else:
+            assert Image.open(io.BytesIO(answer)).format in ("PNG", "JPEG")
+
+
+def test_mixed_precision_masks_agree_with_fp32(handler, tiny_export):
+    fp32 = PetSegHandler()
+    fp32.initialize(FakeContext(tiny_export, yaml={"handler": {"mixed_precision": False}}))
+    rows = [{"body": images.jpeg(200 + 40 * i, 150)} for i in range(3)]
+    mixed, _ = run(handler, rows, tiny_export)
+    exact, _ = run(fp32, rows, tiny_export)
+    assert json.loads(exact[0])["model"]["precision"] == "float32"
+    for a, b in zip(mixed, exact, strict=True):
+        masks = [np.asarray(images.from_base64(json.loads(x)["mask_png"])) for x in (a, b)]
+        assert (masks[0] == masks[1]).mean() > 0.99
+
+
+def test_unknown_handler_setting_is_refused():
+    with pytest.raises(ValueError, match="unknown handler settings"):
+        HandlerConfig.from_yaml({"max_pixels": 5})
+
+
+def test_threads_default_to_cores_per_worker(tiny_export, monkeypatch):
+    import torch
+
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    before = torch.get_num_threads()
+    try:
+        h = PetSegHandler()
+        h.initialize(FakeContext(tiny_export, yaml={"minWorkers": 4}))
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -1,0 +1,13 @@
+"""The `petseg` command run as users run it: the installed script, in a process of its own."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+
+def petseg(*argv: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """``petseg ARGV`` in a separate process, as from a shell."""
+    command = [str(Path(sys.executable).parent / "petseg"), *argv]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout)

@@ -1,0 +1,43 @@
+"""A stand-in for TorchServe's context, so tests drive the handler exactly as a worker does."""
+
+from __future__ import annotations
+
+
+class FakeMetrics:
+    def __init__(self):
+        self.recorded = {}
+
+    def _add(self, name, value, *args, **kwargs):
+        self.recorded[name] = value
+
+    add_time = add_metric = add_counter = _add
+
+
+class FakeContext:
+    """The parts of ts.context.Context a handler touches."""
+
+    def __init__(self, model_dir, batch_size=4, yaml=None):
+        self.system_properties = {
+            "model_dir": str(model_dir),
+            "gpu_id": None,
+            "batch_size": batch_size,
+        }
+        self.manifest = {"model": {"modelName": "petseg", "modelVersion": "1.0"}}
+        self.model_yaml_config = yaml or {}
+        self.metrics = FakeMetrics()
+        self.headers, self.statuses, self.content_types = {}, {}, {}
+
+    def get_request_header(self, idx, key):
+        return self.headers.get(idx, {}).get(key)
+
+    def set_response_status(self, code=200, phrase="", idx=0):
+        self.statuses[idx] = (code, phrase)
+
+    def set_response_content_type(self, idx, value):
+        self.content_types[idx] = value
+
+
+def run(handler, rows, tiny_export, headers=None):
+    context = FakeContext(tiny_export)
+    context.headers = headers or {}
+    return handler.handle(rows, context), context

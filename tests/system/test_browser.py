@@ -1,0 +1,105 @@
+"""The page in a real headless Chromium, against the real proxy and TorchServe."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.support import images
+
+SCREENSHOTS = Path(__file__).resolve().parents[1] / "logs" / "screenshots"
+
+
+@pytest.fixture(scope="module")
+def page_url(proxy):
+    return f"{proxy}/"
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    if not (shutil.which("chromium") and shutil.which("chromedriver")):
+        pytest.fail("Debian's chromium and chromium-driver are missing: run `make browser`")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    os.environ["SE_OFFLINE"] = "true"
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium")
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
+        "--window-size=1280,1000",
+        f"--user-data-dir={tmp_path_factory.mktemp('chromium')}",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    yield driver
+    driver.quit()
+
+
+def rendered_size(driver, element_id: str) -> tuple[int, int]:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(driver, 60).until(
+        lambda d: d.execute_script(
+            "const i = document.getElementById(arguments[0]);"
+            "return i.complete && i.naturalWidth > 0 && i.src.length > 0;",
+            element_id,
+        )
+    )
+    return tuple(
+        driver.execute_script(
+            "const i = document.getElementById(arguments[0]);"
+            "return [i.naturalWidth, i.naturalHeight];",
+            element_id,
+        )
+    )
+
+
+def test_upload_shows_mask_and_overlay_at_the_image_size(browser, page_url, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(images.jpeg(320, 240))
+    browser.get(page_url)
+    browser.find_element(By.ID, "file").send_keys(str(photo))
+    assert rendered_size(browser, "mask") == (320, 240)
+    assert rendered_size(browser, "overlay-mask") == (320, 240)
+    assert rendered_size(browser, "original") == (320, 240)
+    assert browser.find_element(By.ID, "latency").text.endswith("ms")
+    assert browser.find_element(By.ID, "error").get_attribute("hidden") is not None
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(SCREENSHOTS / "page.png"))
+
+
+def test_a_non_image_shows_a_clear_error(browser, page_url, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    junk = tmp_path / "notes.txt"
+    junk.write_text("this is not a picture")
+    browser.get(page_url)
+    browser.find_element(By.ID, "file").send_keys(str(junk))
+    error = browser.find_element(By.ID, "error")
+    WebDriverWait(browser, 30).until(lambda d: error.is_displayed())
+    assert "HTTP 415" in error.text and "not a supported image" in error.text
+    browser.save_screenshot(str(SCREENSHOTS / "error.png"))
+
+
+def test_sample_button_segments_a_sample(browser, page_url):
+    from selenium.webdriver.common.by import By
+
+    browser.get(page_url)
+    browser.find_element(By.CSS_SELECTOR, ".sample[data-src$='dog.jpg']").click()
+    assert rendered_size(browser, "mask") == (285, 275)

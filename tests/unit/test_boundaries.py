@@ -1,0 +1,84 @@
+"""Each package imports only downwards: what the archive, the web image and the CLI carry."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+HEAVY = ("torch", "numpy", "PIL", "segmentation_models_pytorch")
+STDLIB = set(sys.stdlib_module_names)
+ALLOWED = {
+    # package: top-level modules its files may import besides the standard library
+    "handler": {"handler", "torch", "numpy", "PIL", "segmentation_models_pytorch", "ts"},
+    "torchserve_client": {"torchserve_client", "requests", "handler.protocol"},
+    "frontend_server": {
+        "frontend_server",
+        "flask",
+        "werkzeug",
+        "waitress",
+        "requests",
+        "torchserve_client",
+        "handler.protocol",
+    },
+}
+
+
+def imported_modules(package: str) -> set[str]:
+    """Every module a package's files import (absolute imports, as this project writes them)."""
+    found = set()
+    for path in (ROOT / package).rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                found.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                found.add(node.module)
+    return found
+
+
+def allowed(module: str, permitted: set[str]) -> bool:
+    top = module.split(".")[0]
+    if top in STDLIB or top == "__future__":
+        return True
+    return any(module == p or module.startswith(p + ".") or top == p for p in permitted)
+
+
+@pytest.mark.parametrize("package", sorted(ALLOWED))
+def test_packages_import_only_downwards(package):
+    stray = sorted(m for m in imported_modules(package) if not allowed(m, ALLOWED[package]))
+    assert not stray, f"{package} imports {stray}"
+
+
+def test_the_protocol_and_the_spec_need_only_the_standard_library():
+    for module in ("handler/protocol.py", "handler/spec.py"):
+        tree = ast.parse((ROOT / module).read_text())
+        names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        names |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        assert {name.split(".")[0] for name in names} <= STDLIB | {"__future__"}, module
+
+
+def modules_after(code: str) -> set[str]:
+    """sys.modules of a fresh interpreter after running ``code`` (imports are process-wide)."""
+    script = f"{code}\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    return set(json.loads(result.stdout.splitlines()[-1]))
+
+
+def test_the_web_app_never_loads_torch_numpy_pil_or_the_handler():
+    loaded = modules_after("from frontend_server import create_app\ncreate_app()")
+    assert "flask" in loaded and "torchserve_client" in loaded
+    assert not [m for m in loaded if m.split(".")[0] in HEAVY]
+    assert {m for m in loaded if m.split(".")[0] == "handler"} <= {"handler", "handler.protocol"}
+    assert "handler.petseg_handler" not in loaded and "petseg" not in loaded
+
+
+def test_the_operator_command_starts_without_torch():
+    loaded = modules_after("from petseg.cli import get_args_parser\nget_args_parser()")
+    assert not [m for m in loaded if m.split(".")[0] in HEAVY]

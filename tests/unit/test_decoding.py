@@ -1,0 +1,85 @@
+import io
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from handler.decoding import InputError, decode_image
+from tests.support import images
+
+LIMIT, MIN_SIDE = 25_000_000, 8
+
+
+def decode(data: bytes):
+    return decode_image(data, LIMIT, MIN_SIDE)
+
+
+@pytest.mark.parametrize("name", sorted(images.GOOD))
+def test_every_supported_kind_decodes_to_rgb(name):
+    image = decode(images.GOOD[name]())
+    assert image.mode == "RGB" and min(image.size) >= MIN_SIDE
+
+
+def test_exif_orientation_is_applied():
+    assert decode(images.exif_rotated_jpeg(160, 120)).size == (120, 160)
+
+
+def test_sixteen_bit_keeps_its_range():
+    image = decode(images.sixteen_bit_png())
+    lo, hi = image.convert("L").getextrema()
+    assert lo < 5 and hi > 250
+
+
+def test_transparency_is_flattened_onto_white():
+    rgba = Image.new("RGBA", (16, 16), (255, 0, 0, 0))
+    assert decode(images.encode(rgba, "PNG")).getpixel((0, 0)) == (255, 255, 255)
+
+
+@pytest.mark.parametrize(
+    ("data", "status", "words"),
+    [
+        (b"", 400, "empty request"),
+        (b"hello, I am text", 415, "not a supported image"),
+        (b"<html><body>hi</body></html>", 415, "not a supported image"),
+        (b"%PDF-1.4\n1 0 obj\n<<>>\nendobj\n", 415, "not a supported image"),
+        (images.truncated_jpeg(), 400, "corrupt or truncated JPEG"),
+        (images.png_with_bad_crc(), 400, "corrupt or truncated PNG"),
+        (images.png(1, 1), 400, "at least 8 pixels"),
+        (images.png_claiming_size(30000, 30000), 413, "too large"),
+        (images.png_claiming_size(6000, 4200), 413, "the limit is 25000000"),
+    ],
+    ids=["empty", "text", "html", "pdf", "truncated", "bad-crc", "1x1", "bomb", "over-limit"],
+)
+def test_client_mistakes_are_input_errors(data, status, words):
+    with pytest.raises(InputError, match=words) as caught:
+        decode(data)
+    assert caught.value.status == status
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=2048))
+def test_any_bytes_give_an_image_or_a_client_error(data):
+    try:
+        image = decode(data)
+    except InputError as exc:
+        assert 400 <= exc.status < 500 and exc.message
+    else:
+        assert image.mode == "RGB"
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(0, 4000), st.integers(1, 255))
+def test_corrupted_real_images_never_escape_as_other_errors(offset, value):
+    data = bytearray(images.jpeg(48, 32) if offset % 2 else images.png(48, 32))
+    data[offset % len(data)] ^= value
+    try:
+        decode(bytes(data))
+    except InputError as exc:
+        assert 400 <= exc.status < 500
+
+
+def test_decoding_reads_only_the_first_frame():
+    image = decode(images.animated_gif())
+    assert image.size == (64, 48)
+    assert Image.open(io.BytesIO(images.animated_gif())).n_frames == 3

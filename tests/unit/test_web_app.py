@@ -1,0 +1,116 @@
+"""The web app alone (Flask's test client): pages, input checks, TorchServe down or slow."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+
+import pytest
+
+from frontend_server import create_app, settings_from_env
+from petseg.launcher import free_ports
+from tests.support import images
+from tests.support.web import upload
+
+
+@pytest.fixture
+def offline_client(tmp_path):
+    """An app whose TorchServe is down: nothing listens, no key file."""
+    port = free_ports(1)[0]
+    app = create_app(
+        {
+            "TORCHSERVE_INFERENCE_URL": f"http://127.0.0.1:{port}",
+            "TORCHSERVE_MANAGEMENT_URL": f"http://127.0.0.1:{port}",
+            "KEY_FILE": str(tmp_path / "missing.json"),
+            "MAX_UPLOAD_MB": 0.05,
+        }
+    )
+    return app.test_client()
+
+
+def test_page_and_static_files_are_served(offline_client):
+    with offline_client.get("/") as page:
+        assert page.status_code == 200 and b'<input id="file" type="file"' in page.data
+    for path in ("/static/style.css", "/static/script.js", "/static/samples/cat.jpg"):
+        with offline_client.get(path) as response:  # closing releases the sent file
+            assert response.status_code == 200, path
+
+
+def test_missing_file_is_a_400_naming_the_field(offline_client):
+    response = offline_client.post(
+        "/api/segment", data={"other": "x"}, content_type="multipart/form-data"
+    )
+    assert response.status_code == 400 and "'file'" in response.get_json()["message"]
+    assert upload(offline_client, b"x", field="wrong").status_code == 400
+
+
+def test_oversized_upload_is_413_before_torchserve(offline_client):
+    response = upload(offline_client, b"\xff" * 300_000)
+    assert response.status_code == 413
+    assert response.get_json()["message"] == "upload too large: the limit is 0.05 MB"
+
+
+def test_torchserve_down_is_503_with_a_reason(offline_client):
+    response = upload(offline_client, images.jpeg())
+    assert response.status_code == 503 and "key file" in response.get_json()["message"]
+    health = offline_client.get("/api/health")
+    assert health.status_code == 503 and health.get_json()["torchserve"] == "down"
+
+
+def test_unknown_routes_and_methods_answer_json(offline_client):
+    for response in (
+        offline_client.get("/nope"),
+        offline_client.get("/api/segment"),
+        offline_client.get("/models"),
+        offline_client.get("/api/../metrics"),
+    ):
+        assert response.status_code in (404, 405) and "message" in response.get_json()
+
+
+def test_settings_come_from_prefixed_environment():
+    assert settings_from_env(
+        {"PETSEG_TIMEOUT_S": "2.5", "PETSEG_MODEL_NAME": "x", "OTHER": "1"}
+    ) == {"TIMEOUT_S": 2.5, "MODEL_NAME": "x"}
+
+
+@pytest.fixture
+def slow_torchserve(tmp_path):
+    """A socket that accepts connections and never answers, with a valid-looking key file."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    accepted = []
+    stop = threading.Event()
+
+    def accept():
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    keys = {k: {"key": "k"} for k in ("inference", "management", "API")}
+    (tmp_path / "keys.json").write_text(json.dumps(keys))
+    yield listener.getsockname()[1], tmp_path / "keys.json"
+    stop.set()
+    thread.join()
+    for conn in accepted:
+        conn.close()
+    listener.close()
+
+
+def test_slow_torchserve_is_504(slow_torchserve):
+    port, key_file = slow_torchserve
+    app = create_app(
+        {
+            "TORCHSERVE_INFERENCE_URL": f"http://127.0.0.1:{port}",
+            "KEY_FILE": str(key_file),
+            "TIMEOUT_S": 0.5,
+        }
+    )
+    response = upload(app.test_client(), images.jpeg())
+    assert response.status_code == 504 and "did not answer" in response.get_json()["message"]

@@ -1,0 +1,212 @@
+"""HTTP calls to one TorchServe for one model: inference, health and management.
+
+Every call carries the right key from the key file. A key TorchServe refuses (expired, or
+rotated by someone else) is renewed once, through the token API, and the call is retried.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import requests
+
+from handler.protocol import DEFAULT_OUTPUT, MODEL_NAME, OUTPUTS, upload_content_type
+from torchserve_client.errors import KeyFileError, TorchServeError, Unreachable
+from torchserve_client.keys import KeyFile
+
+INVALID_KEY = "InvalidKeyException"
+"""In the body of TorchServe 0.12's HTTP 400 for a wrong, missing or expired key."""
+MANAGEMENT_TIMEOUT_S = 300.0
+"""Registering or scaling synchronously waits for workers to load and warm up."""
+HEALTH_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True)
+class Health:
+    """Whether TorchServe answers, and how many workers of the model are READY."""
+
+    reachable: bool
+    ready_workers: int
+    workers: int
+    detail: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "torchserve": "up" if self.reachable else "down",
+            "ready_workers": self.ready_workers,
+            "workers": self.workers,
+            "detail": self.detail,
+        }
+
+
+class TorchServe:
+    """A client of one TorchServe and one model name (all its versions).
+
+    Safe to share between threads: each thread gets its own connection pool.
+    """
+
+    def __init__(
+        self,
+        inference_url: str,
+        management_url: str,
+        key_file: Path,
+        model: str = MODEL_NAME,
+        timeout: float = 60.0,
+        user_agent: str | None = None,
+    ) -> None:
+        self.inference_url = inference_url.rstrip("/")
+        self.management_url = management_url.rstrip("/")
+        self.keys = KeyFile(key_file)
+        self.model = model
+        self.timeout = timeout
+        self.user_agent = user_agent
+        self._local = threading.local()
+
+    @property
+    def session(self) -> requests.Session:
+        """This thread's connection pool (requests.Session is not thread-safe)."""
+        if not hasattr(self._local, "session"):
+            self._local.session = requests.Session()
+            if self.user_agent:
+                self._local.session.headers["User-Agent"] = self.user_agent
+        return self._local.session
+
+    # -- transport ---------------------------------------------------------------------------
+    def _send(
+        self, method: str, url: str, key: str, timeout: float, **kwargs: Any
+    ) -> requests.Response:
+        headers = {"Authorization": f"Bearer {key}", **kwargs.pop("headers", {})}
+        body = kwargs.get("data")
+        if hasattr(body, "seek"):
+            body.seek(0)  # a retry sends the same stream again
+        try:
+            return self.session.request(method, url, headers=headers, timeout=timeout, **kwargs)
+        except requests.Timeout as exc:
+            raise Unreachable(
+                f"TorchServe did not answer within {timeout:g} s", timed_out=True
+            ) from exc
+        except requests.ConnectionError as exc:
+            base = url.split("/", 3)[:3]
+            raise Unreachable(f"TorchServe is not reachable at {'/'.join(base)}") from exc
+
+    def call(
+        self, kind: str, method: str, path: str, timeout: float | None = None, **kwargs: Any
+    ) -> requests.Response:
+        """One request to the ``kind`` API ('inference' or 'management') with its key; a
+        refused key is renewed and the request sent once more."""
+        base = self.inference_url if kind == "inference" else self.management_url
+        timeout = self.timeout if timeout is None else timeout
+        key = self.keys.key(kind)
+        response = self._send(method, base + path, key, timeout, **kwargs)
+        if response.status_code == 400 and INVALID_KEY in response.text:
+            fresh = self.keys.renewed(kind, key, lambda: self.rotate(kind))
+            response = self._send(method, base + path, fresh, timeout, **kwargs)
+            if response.status_code == 400 and INVALID_KEY in response.text:
+                raise TorchServeError(f"TorchServe refused the renewed {kind} key", 400)
+        return response
+
+    def rotate(self, kind: str) -> str:
+        """A new ``kind`` key from the token API (TorchServe rewrites its key file)."""
+        url = f"{self.management_url}/token?type={kind}"
+        response = self._send("GET", url, self.keys.key("API"), self.timeout)
+        if response.status_code != 200:
+            raise TorchServeError(
+                f"the token API refused a new {kind} key: {error_message(response)}",
+                response.status_code,
+            )
+        return self.keys.key(kind)
+
+    # -- inference ---------------------------------------------------------------------------
+    def predict(
+        self,
+        image: bytes | IO[bytes],
+        content_type: str | None = None,
+        output: str = DEFAULT_OUTPUT,
+        version: str | None = None,
+    ) -> requests.Response:
+        """Send one image (bytes, or a stream sent without copying) and return the answer as
+        TorchServe gave it: 200 with the ``output``, or its error status and JSON message."""
+        headers = {"Accept": OUTPUTS[output], "Content-Type": upload_content_type(content_type)}
+        path = f"/predictions/{self.model}" + (f"/{version}" if version else "")
+        return self.call("inference", "POST", path, data=image, headers=headers)
+
+    # -- management ----------------------------------------------------------------------------
+    def manage(self, method: str, path: str, **params: Any) -> Any:
+        """A management call's JSON answer; TorchServe's refusal as a TorchServeError."""
+        query = {name: value for name, value in params.items() if value is not None}
+        response = self.call("management", method, path, timeout=MANAGEMENT_TIMEOUT_S, params=query)
+        if response.status_code >= 400:
+            raise TorchServeError(
+                f"TorchServe answered {method} {path} with HTTP {response.status_code}: "
+                f"{error_message(response)}",
+                response.status_code,
+            )
+        return response.json()
+
+    def _model_path(self, version: str | None = None) -> str:
+        return f"/models/{self.model}" + (f"/{version}" if version else "")
+
+    def list_models(self) -> dict[str, Any]:
+        return self.manage("GET", "/models")
+
+    def describe(self, version: str | None = None) -> list[dict[str, Any]]:
+        """Every version (or one) with its settings and workers."""
+        return self.manage("GET", self._model_path(version or "all"))
+
+    def register(self, archive: str, workers: int = 1) -> dict[str, Any]:
+        """Load ``archive`` (a .mar file name in the model store) as a version of the model."""
+        return self.manage(
+            "POST",
+            "/models",
+            url=archive,
+            model_name=self.model,
+            initial_workers=workers,
+            synchronous="true",
+        )
+
+    def scale(self, workers: int, version: str | None = None) -> dict[str, Any]:
+        return self.manage(
+            "PUT",
+            self._model_path(version),
+            min_worker=workers,
+            max_worker=max(workers, 1),
+            synchronous="true",
+        )
+
+    def set_default(self, version: str) -> dict[str, Any]:
+        return self.manage("PUT", self._model_path(version) + "/set-default")
+
+    def unregister(self, version: str | None = None) -> dict[str, Any]:
+        return self.manage("DELETE", self._model_path(version))
+
+    def workers(self, version: str | None = None) -> list[dict[str, Any]]:
+        """The workers of the default version (or one), as the management API lists them."""
+        return [
+            w for entry in self.manage("GET", self._model_path(version)) for w in entry["workers"]
+        ]
+
+    # -- health --------------------------------------------------------------------------------
+    def health(self) -> Health:
+        """Never raises: a TorchServe that is down or lacks the model is a state to report."""
+        try:
+            response = self.call("management", "GET", self._model_path(), timeout=HEALTH_TIMEOUT_S)
+        except (Unreachable, KeyFileError) as exc:
+            return Health(False, 0, 0, exc.message)
+        except TorchServeError as exc:
+            return Health(True, 0, 0, exc.message)
+        if response.status_code != 200:
+            return Health(True, 0, 0, f"model {self.model!r}: HTTP {response.status_code}")
+        workers = [w for entry in response.json() for w in entry.get("workers", [])]
+        ready = sum(w.get("status") == "READY" for w in workers)
+        return Health(True, ready, len(workers), "ready" if ready else "no ready worker")
+
+
+def error_message(response: requests.Response) -> str:
+    """TorchServe's error message (its JSON ``message``) or the start of the body."""
+    try:
+        return str(response.json().get("message", response.text))
+    except ValueError:
+        return response.text[:200] or response.reason
