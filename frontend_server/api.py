@@ -11,7 +11,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from frontend_server import upstream
 from frontend_server.errors import error_response
-from handler.protocol import DEFAULT_OUTPUT, IMAGE_FIELDS, OUTPUT_FIELD, OUTPUTS
+from handler.protocol import DEFAULT_OUTPUT, IMAGE_FIELDS, OUTPUT_FIELD, OUTPUTS, TOLERANCE_FIELD
 from torchserve_client import TorchServe
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -23,7 +23,8 @@ def _client() -> TorchServe:
 
 @bp.post("/segment")
 def segment() -> Response:
-    """Forward one uploaded image; the answer (JSON, or ?output=mask|overlay) comes back as is."""
+    """Forward one uploaded image; the answer (JSON, or ?output=mask|overlay|rle|polygons, with
+    ?tolerance=PIXELS for polygons) comes back as is."""
     upload = next((request.files[f] for f in IMAGE_FIELDS if f in request.files), None)
     if upload is None:
         return error_response(
@@ -34,7 +35,8 @@ def segment() -> Response:
     output = request.args.get(OUTPUT_FIELD, DEFAULT_OUTPUT)
     if output not in OUTPUTS:
         return error_response(400, f"output={output!r}: use one of {', '.join(OUTPUTS)}")
-    answer = upstream.segment(_client(), upload.stream, upload.mimetype or "", output)
+    tolerance = request.args.get(TOLERANCE_FIELD)
+    answer = upstream.segment(_client(), upload.stream, upload.mimetype or "", output, tolerance)
     return Response(answer.body, status=answer.status, content_type=answer.content_type)
 
 

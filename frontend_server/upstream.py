@@ -44,11 +44,17 @@ def client_from_config(config: dict[str, Any]) -> TorchServe:
     )
 
 
-def segment(client: TorchServe, stream: IO[bytes], content_type: str, output: str) -> Answer:
+def segment(
+    client: TorchServe,
+    stream: IO[bytes],
+    content_type: str,
+    output: str,
+    tolerance: str | None = None,
+) -> Answer:
     """Forward one upload (streamed from ``stream``, not copied); TorchServe's answer, or its
     client errors (4xx) as they are, or an UpstreamError."""
     try:
-        response = client.predict(stream, content_type, output)
+        response = client.predict(stream, content_type, output, tolerance=tolerance)
     except Unreachable as exc:
         raise UpstreamError(504 if exc.timed_out else 503, exc.message) from exc
     except TorchServeError as exc:

@@ -3,7 +3,8 @@
 TorchServe hands the handler one dict per request: a raw body arrives under "body", multipart
 form fields under their own names, with text and JSON bodies already decoded to str / objects.
 URL query parameters never arrive (TorchServe 0.12 keeps them), so the answer's form comes from
-a multipart field ``output`` or the Accept header.
+a multipart field ``output`` or the Accept header, and the polygon tolerance from a field or a
+header.
 """
 
 from __future__ import annotations
@@ -11,7 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from handler.decoding import InputError
-from handler.protocol import DEFAULT_OUTPUT, IMAGE_FIELDS, OUTPUT_FIELD, OUTPUTS
+from handler.protocol import (
+    DEFAULT_OUTPUT,
+    IMAGE_FIELDS,
+    MAX_TOLERANCE,
+    OUTPUT_FIELD,
+    OUTPUTS,
+    TOLERANCE_FIELD,
+)
 
 ACCEPT_TO_OUTPUT = {media: output for output, media in OUTPUTS.items()}
 
@@ -20,7 +28,9 @@ ACCEPT_TO_OUTPUT = {media: output for output, media in OUTPUTS.items()}
 class Request:
     image: bytes
     output: str
-    """'json' (everything), 'mask' (the palette PNG alone) or 'overlay' (the JPEG alone)."""
+    """One of handler.protocol.OUTPUTS."""
+    tolerance: float = 0.0
+    """Polygon simplification, pixels (output 'polygons' only)."""
 
 
 def _text(value: object) -> str:
@@ -66,5 +76,21 @@ def output_kind(row: dict, accept: str | None) -> str:
     return DEFAULT_OUTPUT
 
 
-def parse_request(row: dict, accept: str | None = None) -> Request:
-    return Request(image_bytes(row), output_kind(row, accept))
+def tolerance(row: dict, header: str | None) -> float:
+    """From the ``tolerance`` form field, else the header, else 0."""
+    raw = _text(row[TOLERANCE_FIELD]) if TOLERANCE_FIELD in row else header
+    if raw is None:
+        return 0.0
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= MAX_TOLERANCE:
+        raise InputError(400, f"tolerance={raw!r}: give pixels from 0 to {MAX_TOLERANCE:g}")
+    return value
+
+
+def parse_request(
+    row: dict, accept: str | None = None, tolerance_header: str | None = None
+) -> Request:
+    return Request(image_bytes(row), output_kind(row, accept), tolerance(row, tolerance_header))

@@ -27,8 +27,16 @@ from handler.decoding import InputError, decode_image
 from handler.imaging import letterbox_image
 from handler.model import autocast_dtype, load_exported, photo_labels
 from handler.payload import parse_request
-from handler.protocol import OUTPUTS
-from handler.rendering import b64, class_stats, encode, mask_png, overlay_image
+from handler.protocol import OUTPUTS, TOLERANCE_HEADER
+from handler.rendering import (
+    b64,
+    class_stats,
+    encode,
+    mask_png,
+    overlay_image,
+    polygon_features,
+    rle_masks,
+)
 from handler.settings import HandlerConfig
 
 logger = logging.getLogger(__name__)
@@ -139,8 +147,9 @@ class PetSegHandler(BaseHandler):
         item = Item()
         start = time.perf_counter()
         try:
-            accept = self.context.get_request_header(index, "Accept") if self.context else None
-            item.request = parse_request(row, accept)
+            item.request = parse_request(
+                row, self._header(index, "Accept"), self._header(index, TOLERANCE_HEADER)
+            )
             item.image = decode_image(
                 item.request.image, self.config.max_image_pixels, self.config.min_image_side
             )
@@ -148,6 +157,9 @@ class PetSegHandler(BaseHandler):
             item.error = exc
         item.timings["preprocess"] = _ms(start)
         return item
+
+    def _header(self, index: int, name: str) -> str | None:
+        return self.context.get_request_header(index, name) if self.context else None
 
     def _letterbox(self, item: Item) -> np.ndarray:
         pixels, item.box = letterbox_image(
@@ -159,14 +171,49 @@ class PetSegHandler(BaseHandler):
         """The body for the requested output (timed before the JSON that reports the times)."""
         output = item.request.output
         self._set_content_type(index, OUTPUTS[output])
-        if output == "mask":
-            body = mask_png(item.labels, self.spec.palette)
-        elif output == "overlay":
-            body = self._overlay_jpeg(item)
-        else:
+        if output == "json":
             mask, overlay = mask_png(item.labels, self.spec.palette), self._overlay_jpeg(item)
+            item.timings["postprocess"] = _ms(start)
+            return json.dumps(self._result(item, mask, overlay))
+        body = self._render(output, item)
         item.timings["postprocess"] = _ms(start)
-        return json.dumps(self._result(item, mask, overlay)) if output == "json" else body
+        return body
+
+    def _render(self, output: str, item: Item) -> bytes | str:
+        """Every output but the full JSON answer."""
+        labels, names = item.labels, self.spec.class_names
+        match output:
+            case "mask":
+                return mask_png(labels, self.spec.palette)
+            case "overlay":
+                return self._overlay_jpeg(item)
+            case "rle":
+                return json.dumps({**self._frame(item), "masks": rle_masks(labels, names)})
+            case _:  # polygons: a GeoJSON FeatureCollection, our fields beside its own
+                features = polygon_features(
+                    labels, names, self.spec.palette, item.request.tolerance
+                )
+                return json.dumps(
+                    {
+                        "type": "FeatureCollection",
+                        "features": features,
+                        **self._frame(item),
+                        "tolerance": item.request.tolerance,
+                    }
+                )
+
+    def _frame(self, item: Item) -> dict:
+        """What every structured answer starts with: the model and the photo's size."""
+        return {
+            "model": {
+                "name": self.spec.name,
+                "version": self.version,
+                "precision": self.precision,
+                "training_data": self.spec.training_data.get("kind", "unknown"),
+            },
+            "width": item.image.width,
+            "height": item.image.height,
+        }
 
     def _overlay_jpeg(self, item: Item) -> bytes:
         image = overlay_image(item.image, item.labels, self.spec.palette, self.config.overlay_alpha)
@@ -176,13 +223,7 @@ class PetSegHandler(BaseHandler):
         found = class_stats(item.labels, self.spec.class_names)
         classes = zip(self.spec.class_names, self.spec.palette, strict=True)
         return {
-            "model": {
-                "name": self.spec.name,
-                "version": self.version,
-                "precision": self.precision,
-            },
-            "width": item.image.width,
-            "height": item.image.height,
+            **self._frame(item),
             "classes": [{"id": i, "name": n, "color": c} for i, (n, c) in enumerate(classes)],
             "found": found,
             "foreground_fraction": round(sum(f["fraction"] for f in found), 6),

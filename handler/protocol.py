@@ -12,13 +12,25 @@ from dataclasses import dataclass
 MODEL_NAME = "petseg"
 """The name the archive is registered under; versions of it are managed by version string."""
 
-OUTPUTS = {"json": "application/json", "mask": "image/png", "overlay": "image/jpeg"}
-"""Forms of the answer -> their media type: everything as JSON, the palette-PNG mask alone, or
-the overlay JPEG alone."""
+OUTPUTS = {
+    "json": "application/json",
+    "mask": "image/png",
+    "overlay": "image/jpeg",
+    "rle": "application/vnd.petseg.coco-rle+json",
+    "polygons": "application/geo+json",
+}
+"""Forms of the answer -> their media type: everything as JSON, the palette-PNG mask alone, the
+overlay JPEG alone, COCO RLE per class, or polygons per class as a GeoJSON FeatureCollection."""
 DEFAULT_OUTPUT = "json"
 OUTPUT_FIELD = "output"
 """Multipart text field that picks the output (TorchServe passes no query parameters to the
 handler; the Accept header with one of the OUTPUTS media types works too)."""
+
+TOLERANCE_FIELD = "tolerance"
+"""Multipart text field: polygon simplification in pixels (0, the default, follows every pixel
+edge); ``TOLERANCE_HEADER`` carries it with a raw body."""
+TOLERANCE_HEADER = "X-Petseg-Tolerance"
+MAX_TOLERANCE = 100.0
 
 IMAGE_FIELDS = ("file", "image", "data")
 """Multipart fields that may hold the image, the documented one first. A raw body works too."""

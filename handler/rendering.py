@@ -9,6 +9,7 @@ import numpy as np
 from PIL import Image
 
 from handler.imaging import palette_image
+from handler.mask_formats import coco_rle, polygons
 
 
 def encode(image: Image.Image, fmt: str, quality: int = 85) -> bytes:
@@ -58,6 +59,35 @@ def class_stats(labels: np.ndarray, class_names: list[str]) -> list[dict[str, ob
             }
         )
     return found
+
+
+def rle_masks(labels: np.ndarray, class_names: list[str]) -> list[dict[str, object]]:
+    """Each class found: its statistics and its COCO RLE (``class_stats`` + ``rle``)."""
+    return [
+        {
+            **found,
+            "area": int(np.count_nonzero(labels == found["id"])),
+            "rle": coco_rle(labels == found["id"]),
+        }
+        for found in class_stats(labels, class_names)
+    ]
+
+
+def polygon_features(
+    labels: np.ndarray, class_names: list[str], palette: list[list[int]], tolerance: float
+) -> list[dict[str, object]]:
+    """One GeoJSON Feature per class found: a MultiPolygon in pixel coordinates."""
+    return [
+        {
+            "type": "Feature",
+            "properties": {**found, "color": palette[found["id"]]},
+            "geometry": {
+                "type": "MultiPolygon",
+                "coordinates": polygons(labels == found["id"], tolerance),
+            },
+        }
+        for found in class_stats(labels, class_names)
+    ]
 
 
 def b64(data: bytes) -> str:

@@ -28,6 +28,9 @@ from PIL import Image
 from handler.spec import IGNORE_INDEX, SPECIES_CLASS
 
 TRIMAP_PET, TRIMAP_BACKGROUND, TRIMAP_BORDER = 1, 2, 3
+SYNTHETIC_MARKER = "petseg-synthetic.json"
+"""Written by `petseg synth` beside its Oxford-layout files: the model card says "synthetic"."""
+KINDS = {"oxford": "oxford-iiit-pet", "kaggle": "kaggle-oxford-iiit-pet"}
 KAGGLE_MASK_VALUES = {0: "background", 1: "cat", 2: "dog", IGNORE_INDEX: "ignore"}
 SPLITS = ("train", "val", "test")
 LAYOUT_HELP = (
@@ -249,4 +252,6 @@ def _check_masks(samples: list[Sample]) -> None:
 def describe(root: Path) -> dict[str, object]:
     """What the model was trained on, for the model spec."""
     root = Path(root)
-    return {"path": str(root.resolve()), "layout": detect_layout(root), "name": root.name}
+    layout = detect_layout(root)
+    kind = "synthetic" if (root / SYNTHETIC_MARKER).is_file() else KINDS[layout]
+    return {"kind": kind, "path": str(root.resolve()), "layout": layout, "name": root.name}

@@ -12,6 +12,7 @@ scale, crop and occluders vary. Trimaps are exact, with a border band like Oxfor
 from __future__ import annotations
 
 import argparse
+import json
 import math
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -20,7 +21,12 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 from tqdm import tqdm
 
-from model_training.datasets import TRIMAP_BACKGROUND, TRIMAP_BORDER, TRIMAP_PET
+from model_training.datasets import (
+    SYNTHETIC_MARKER,
+    TRIMAP_BACKGROUND,
+    TRIMAP_BORDER,
+    TRIMAP_PET,
+)
 
 CAT, DOG = 1, 2
 FUR_COLOURS = [
@@ -282,6 +288,8 @@ def generate(out: Path, n: int, seed: int = 0, test_fraction: float = 0.2, jobs:
     (ann / "list.txt").write_text(header + "\n".join(lines) + "\n")
     (ann / "trainval.txt").write_text("\n".join(lines[n_test:]) + "\n")
     (ann / "test.txt").write_text("\n".join(lines[:n_test]) + "\n")
+    marker = {"generator": "petseg synth", "images": n, "seed": seed}
+    (out / SYNTHETIC_MARKER).write_text(json.dumps(marker) + "\n")
 
 
 def get_args_parser() -> argparse.ArgumentParser:

@@ -132,6 +132,7 @@ def setup(args: argparse.Namespace) -> Run:
     resume = load_checkpoint(args.out / "last.pt") if args.resume else None
     spec = ModelSpec.from_dict(resume["spec"]) if resume else make_spec(args)
     train_set, val_set = make_datasets(args, spec)
+    spec.training_data["images"] = {"train": len(train_set), "val": len(val_set)}
     # channels_last: ~25% faster convolutions on CPU (oneDNN) and on CUDA tensor cores.
     model = build_training_model(spec, args.encoder_weights)
     model = model.to(device, memory_format=torch.channels_last)

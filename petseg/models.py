@@ -34,7 +34,7 @@ def models(args: argparse.Namespace, client: TorchServe) -> Any:
 
 def predict(args: argparse.Namespace, client: TorchServe) -> Any:
     """Segment one image; the answer goes to ``-o`` (needed for the image outputs) or stdout."""
-    if args.output != "json" and not args.out:
+    if OUTPUTS[args.output].startswith("image/") and not args.out:
         raise ValueError(f"--output {args.output} is an image: name a file with -o")
     response = client.predict(
         args.image.read_bytes(), mimetypes.guess_type(args.image)[0], args.output

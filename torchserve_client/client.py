@@ -13,7 +13,13 @@ from typing import IO, Any
 
 import requests
 
-from handler.protocol import DEFAULT_OUTPUT, MODEL_NAME, OUTPUTS, upload_content_type
+from handler.protocol import (
+    DEFAULT_OUTPUT,
+    MODEL_NAME,
+    OUTPUTS,
+    TOLERANCE_HEADER,
+    upload_content_type,
+)
 from torchserve_client.errors import KeyFileError, TorchServeError, Unreachable
 from torchserve_client.keys import KeyFile
 
@@ -126,10 +132,14 @@ class TorchServe:
         content_type: str | None = None,
         output: str = DEFAULT_OUTPUT,
         version: str | None = None,
+        tolerance: str | float | None = None,
     ) -> requests.Response:
         """Send one image (bytes, or a stream sent without copying) and return the answer as
-        TorchServe gave it: 200 with the ``output``, or its error status and JSON message."""
+        TorchServe gave it: 200 with the ``output``, or its error status and JSON message.
+        ``tolerance``: polygon simplification in pixels (the handler checks it)."""
         headers = {"Accept": OUTPUTS[output], "Content-Type": upload_content_type(content_type)}
+        if tolerance is not None:
+            headers[TOLERANCE_HEADER] = str(tolerance)
         path = f"/predictions/{self.model}" + (f"/{version}" if version else "")
         return self.call("inference", "POST", path, data=image, headers=headers)
 

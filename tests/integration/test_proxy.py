@@ -5,11 +5,14 @@ from __future__ import annotations
 import io
 import json
 
+import numpy as np
 import pytest
 from PIL import Image
 
 from frontend_server import create_app
+from handler.protocol import OUTPUTS
 from tests.support import images
+from tests.support.masks import from_polygons, from_rle, iou
 from tests.support.stack import app_config
 from tests.support.web import upload
 
@@ -52,3 +55,28 @@ def test_tokens_never_reach_the_client(client, server):
         client.get("/"),
     ):
         assert not any(key.encode() in response.data for key in keys)
+
+
+def test_mask_formats_through_the_proxy(client):
+    photo = images.jpeg(150, 100)
+    labels = np.asarray(Image.open(io.BytesIO(upload(client, photo, output="mask").data)))
+    rle = upload(client, photo, output="rle")
+    assert rle.status_code == 200 and rle.content_type == OUTPUTS["rle"]
+    assert rle.get_json()["masks"], "the tiny model finds pets in this photo"
+    for entry in rle.get_json()["masks"]:
+        assert np.array_equal(from_rle(entry["rle"]), labels == entry["id"])
+    shapes = client.post(
+        "/api/segment?output=polygons&tolerance=1.5",
+        data={"file": (io.BytesIO(photo), "cat.jpg")},
+        content_type="multipart/form-data",
+    ).get_json()
+    assert shapes["tolerance"] == 1.5
+    for feature in shapes["features"]:
+        filled = from_polygons(feature["geometry"]["coordinates"], 100, 150)
+        assert iou(filled, labels == feature["properties"]["id"]) > 0.8
+    bad = client.post(
+        "/api/segment?output=polygons&tolerance=-3",
+        data={"file": (io.BytesIO(photo), "cat.jpg")},
+        content_type="multipart/form-data",
+    )
+    assert bad.status_code == 400 and "tolerance" in bad.get_json()["message"]

@@ -7,14 +7,17 @@ import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import pytest
 import requests
 import yaml
 from PIL import Image
 
+from handler.protocol import OUTPUTS
 from petseg.archive import MODEL_CONFIG, build_archive
 from petseg.launcher import Instance
 from tests.support import images
+from tests.support.masks import from_polygons, from_rle
 from torchserve_client import TorchServeError
 
 
@@ -149,3 +152,21 @@ def test_a_worker_survives_a_burst_of_bad_input(server):
     after = server.client().workers()
     assert [w["pid"] for w in after] == [w["pid"] for w in before]
     assert json.dumps(infer(server, images.jpeg()).json()["width"]) == "160"
+
+
+def test_rle_and_polygons_by_accept_header_and_form_field(server):
+    photo = images.jpeg(150, 100)
+    labels = np.asarray(
+        Image.open(io.BytesIO(infer(server, photo, headers={"Accept": "image/png"}).content))
+    )
+    rle = infer(server, photo, headers={"Accept": OUTPUTS["rle"]})
+    assert rle.headers["content-type"] == OUTPUTS["rle"]
+    assert rle.json()["masks"], "the tiny model finds pets in this photo"
+    for entry in rle.json()["masks"]:
+        assert np.array_equal(from_rle(entry["rle"]), labels == entry["id"])
+    form = {"data": ("cat.jpg", photo), "output": (None, "polygons"), "tolerance": (None, "0")}
+    shapes = infer(server, None, files=form)
+    assert shapes.headers["content-type"] == OUTPUTS["polygons"]
+    for feature in shapes.json()["features"]:
+        filled = from_polygons(feature["geometry"]["coordinates"], 100, 150)
+        assert np.array_equal(filled, labels == feature["properties"]["id"])

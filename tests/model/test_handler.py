@@ -10,9 +10,11 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from handler.petseg_handler import PetSegHandler
+from handler.protocol import OUTPUTS
 from handler.settings import HandlerConfig
 from tests.support import images
 from tests.support.handler_context import FakeContext, run
+from tests.support.masks import from_polygons, from_rle
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +86,35 @@ def test_binary_outputs_by_query_or_accept_header(handler, tiny_export):
     assert context.statuses[3][0] == 400 and "output='svg'" in json.loads(answers[3])["message"]
 
 
+def test_rle_and_polygons_carry_the_png_mask(handler, tiny_export):
+    data = images.jpeg(120, 90)
+    rows = [{"body": data, "output": "mask"}, {"body": data}, {"body": data, "tolerance": "0"}]
+    headers = {1: {"Accept": OUTPUTS["rle"]}, 2: {"Accept": OUTPUTS["polygons"]}}
+    (png, rle, shapes), context = run(handler, rows, tiny_export, headers=headers)
+    assert [context.content_types[i] for i in (1, 2)] == [OUTPUTS["rle"], OUTPUTS["polygons"]]
+    labels = np.asarray(Image.open(io.BytesIO(png)))
+    present = [c for c in (1, 2) if (labels == c).any()]
+    assert present, "the tiny model finds pets in this photo"
+    rle, shapes = json.loads(rle), json.loads(shapes)
+    assert rle["model"]["training_data"] == shapes["model"]["training_data"] == "synthetic"
+    assert [m["id"] for m in rle["masks"]] == present
+    for entry in rle["masks"]:
+        assert np.array_equal(from_rle(entry["rle"]), labels == entry["id"])
+        assert entry["area"] == np.count_nonzero(labels == entry["id"])
+    assert shapes["type"] == "FeatureCollection" and shapes["tolerance"] == 0
+    assert [f["properties"]["id"] for f in shapes["features"]] == present
+    for feature in shapes["features"]:
+        filled = from_polygons(feature["geometry"]["coordinates"], 90, 120)
+        assert np.array_equal(filled, labels == feature["properties"]["id"])
+
+
+@pytest.mark.parametrize("value", ["-1", "nan", "lots", "1000"])
+def test_a_bad_tolerance_is_a_400(handler, tiny_export, value):
+    rows = [{"body": images.jpeg(), "output": "polygons", "tolerance": value}]
+    (answer,), context = run(handler, rows, tiny_export)
+    assert context.statuses[0][0] == 400 and "tolerance" in json.loads(answer)["message"]
+
+
 def test_a_batch_of_only_bad_requests_runs_no_model(handler, tiny_export):
     answers, context = run(handler, [{"body": b""}, {"nothing": "here"}], tiny_export)
     assert [code for code, _ in context.statuses.values()] == [400, 400]
@@ -115,7 +146,9 @@ VALUES = st.one_of(
     st.dictionaries(st.text(max_size=4), st.integers(), max_size=2),  # a JSON body
 )
 ROWS = st.dictionaries(
-    st.sampled_from(["body", "data", "file", "image", "output", "note"]), VALUES, max_size=3
+    st.sampled_from(["body", "data", "file", "image", "output", "tolerance", "note"]),
+    VALUES,
+    max_size=3,
 )
 ACCEPTS = st.sampled_from([None, "", "image/png", "image/jpeg", "*/*", "text/html, image/png"])
 
