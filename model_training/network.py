@@ -6,14 +6,56 @@ builds the very network that TorchServe will load.
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
+from urllib.parse import urlsplit
 
+import segmentation_models_pytorch as smp
 import torch
+from huggingface_hub import constants, try_to_load_from_cache
 
 from handler.model import build_model
 from handler.spec import ModelSpec
 
 SMP_PRETRAINED = "imagenet"
+AUTO, NONE = "auto", "none"
+"""--encoder-weights choices besides imagenet and a path: ImageNet for real data, random init
+for synthetic data; or random init whatever the data."""
+HUB_TIMEOUT_S = 3.0
+
+
+class PretrainedUnavailable(ValueError):
+    """ImageNet weights were asked for (or are the default) and cannot be had here."""
+
+
+def choose_encoder_weights(requested: str, data_kind: str, encoder: str) -> str | None:
+    """What ``--encoder-weights`` means for this run: None (random init), "imagenet" (checked
+    to be cached or downloadable now, so an offline machine stops at once, not after
+    retries), or a local path."""
+    if requested == NONE or (requested == AUTO and data_kind == "synthetic"):
+        return None
+    if requested in (AUTO, SMP_PRETRAINED):
+        ensure_pretrained_available(encoder)
+        return SMP_PRETRAINED
+    return requested
+
+
+def ensure_pretrained_available(encoder: str) -> None:
+    settings = smp.encoders.encoders[encoder]["pretrained_settings"][SMP_PRETRAINED]
+    cached = try_to_load_from_cache(
+        settings["repo_id"], "model.safetensors", revision=settings["revision"]
+    )
+    if isinstance(cached, str):
+        return
+    hub = urlsplit(constants.ENDPOINT)
+    try:
+        socket.create_connection((hub.hostname, hub.port or 443), timeout=HUB_TIMEOUT_S).close()
+    except OSError as exc:
+        raise PretrainedUnavailable(
+            f"ImageNet weights for the {encoder} encoder are not cached and {hub.hostname} is "
+            f"not reachable ({exc}): give --encoder-weights PATH (a torchvision {encoder} "
+            "state_dict) or --encoder-weights none (random init: several IoU points less)"
+        ) from exc
 
 
 def build_training_model(spec: ModelSpec, encoder_weights: str | None = None) -> torch.nn.Module:

@@ -28,7 +28,7 @@ from handler.spec import ModelSpec
 from model_training.datasets import PetSegmentation, SkipLog, describe, find_samples
 from model_training.loops import make_loader, train_one_epoch, validate
 from model_training.losses import SegmentationLoss
-from model_training.network import build_training_model
+from model_training.network import AUTO, build_training_model, choose_encoder_weights
 from model_training.plots import plot_curves
 from model_training.transforms import EvalTransform, TrainTransform
 from model_training.utils import load_checkpoint, pick_device, save_checkpoint, seed_everything
@@ -56,12 +56,17 @@ def warmup_cosine(total_steps: int, warmup: float = 0.1) -> Callable[[int], floa
     return factor
 
 
-def make_spec(args: argparse.Namespace) -> ModelSpec:
+def make_spec(args: argparse.Namespace, data: dict, weights: str | None) -> ModelSpec:
     return ModelSpec(
         classes=args.classes,
         encoder=args.encoder,
         input_size=args.input_size,
-        training_data={**describe(args.data), "border": args.border, "seed": args.seed},
+        training_data={
+            **data,
+            "border": args.border,
+            "seed": args.seed,
+            "encoder_weights": "random" if weights is None else Path(weights).name,
+        },
     )
 
 
@@ -130,11 +135,16 @@ def setup(args: argparse.Namespace) -> Run:
         torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     resume = load_checkpoint(args.out / "last.pt") if args.resume else None
-    spec = ModelSpec.from_dict(resume["spec"]) if resume else make_spec(args)
+    if resume:  # the checkpoint holds the spec and every weight
+        spec, weights = ModelSpec.from_dict(resume["spec"]), None
+    else:
+        data = describe(args.data)
+        weights = choose_encoder_weights(args.encoder_weights, data["kind"], args.encoder)
+        spec = make_spec(args, data, weights)
     train_set, val_set = make_datasets(args, spec)
     spec.training_data["images"] = {"train": len(train_set), "val": len(val_set)}
     # channels_last: ~25% faster convolutions on CPU (oneDNN) and on CUDA tensor cores.
-    model = build_training_model(spec, args.encoder_weights)
+    model = build_training_model(spec, weights)
     model = model.to(device, memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=args.lr, weight_decay=args.weight_decay, fused=True
@@ -260,9 +270,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoder", default="resnet34")
     p.add_argument(
         "--encoder-weights",
-        default=None,
-        help="'imagenet' (downloads) or a local torchvision ResNet state_dict; "
-        "random init when omitted",
+        default=AUTO,
+        help="'auto' (default): ImageNet weights for real data (downloaded once; stops at once "
+        "when they cannot be), random init for synthetic data; 'imagenet'; 'none' (random "
+        "init); or the path of a local torchvision ResNet state_dict",
     )
     p.add_argument("--input-size", type=int, default=256, help="model input side, multiple of 32")
     p.add_argument("--epochs", type=int, default=30)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 
-def petseg(*argv: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    """``petseg ARGV`` in a separate process, as from a shell."""
+def petseg(
+    *argv: str, timeout: float = 300, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """``petseg ARGV`` in a separate process, as from a shell (``env`` added to ours)."""
     command = [str(Path(sys.executable).parent / "petseg"), *argv]
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    environment = {**os.environ, **(env or {})}
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=environment)

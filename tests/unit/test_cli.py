@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from petseg.launcher import free_ports
 from tests.support.cli import petseg
 
 pytestmark = pytest.mark.slow
@@ -47,3 +48,13 @@ def test_errors_are_one_line_and_exit_2(argv, words, tmp_path):
 def test_every_command_has_help(command):
     done = petseg(command, "--help", timeout=60)
     assert done.returncode == 0 and done.stdout.startswith("usage: petseg"), done
+
+
+def test_real_data_without_reachable_imagenet_weights_stops_at_once(kaggle_dir, tmp_path):
+    closed = f"http://127.0.0.1:{free_ports(1)[0]}"  # a hub that is not there
+    empty_cache = str(tmp_path / "hub")
+    env = {"HF_ENDPOINT": closed, "HF_HUB_CACHE": empty_cache}
+    done = petseg("train", "--data", str(kaggle_dir), "--out", str(tmp_path / "run"), env=env)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert "--encoder-weights PATH" in done.stderr and "--encoder-weights none" in done.stderr
+    assert not (tmp_path / "run" / "last.pt").exists()

@@ -4,11 +4,13 @@ from PIL import Image
 
 from handler.spec import ModelSpec
 from model_training.datasets import (
+    SYNTHETIC_MARKER,
     DatasetError,
     PetSegmentation,
     SkipLog,
     Skipped,
     collate,
+    describe,
     detect_layout,
     find_samples,
     labels_from_class_mask,
@@ -136,3 +138,12 @@ def test_mask_of_wrong_size_is_skipped(oxford_copy):
 
 def test_batch_of_only_broken_samples_collates_to_none():
     assert collate([Skipped("a", "x")]) == (None, None, [Skipped("a", "x")])
+
+
+def test_the_training_data_kind_says_synthetic_or_which_dataset(
+    oxford_dir, kaggle_dir, oxford_copy
+):
+    assert describe(oxford_dir)["kind"] == "synthetic"
+    assert describe(kaggle_dir)["kind"] == "kaggle-oxford-iiit-pet"
+    (oxford_copy / SYNTHETIC_MARKER).unlink()
+    assert describe(oxford_copy)["kind"] == "oxford-iiit-pet"
