@@ -1,8 +1,8 @@
-"""The JSON API the page calls: POST /api/segment (proxied to TorchServe) and GET /api/health.
+"""The JSON API the page calls: POST /api/segment (proxied to TorchServe), GET /api/model (the
+model card) and GET /api/health.
 
-Only these two routes reach TorchServe, and only its inference endpoint for the configured model:
-the client builds every TorchServe URL itself, so nothing a client sends can address management,
-metrics or another model.
+The client builds every TorchServe URL itself, for the configured model only: nothing a client
+sends can address management or metrics, another model, or a version TorchServe does not hold.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ def _client() -> TorchServe:
 
 @bp.post("/segment")
 def segment() -> Response:
-    """Forward one uploaded image; the answer (JSON, or ?output=mask|overlay|rle|polygons, with
-    ?tolerance=PIXELS for polygons) comes back as is."""
+    """Forward one uploaded image to the default version (or ?version=); the answer (JSON, or
+    ?output=mask|overlay|rle|polygons, with ?tolerance=PIXELS for polygons) comes back as is."""
     upload = next((request.files[f] for f in IMAGE_FIELDS if f in request.files), None)
     if upload is None:
         return error_response(
@@ -35,9 +35,22 @@ def segment() -> Response:
     output = request.args.get(OUTPUT_FIELD, DEFAULT_OUTPUT)
     if output not in OUTPUTS:
         return error_response(400, f"output={output!r}: use one of {', '.join(OUTPUTS)}")
-    tolerance = request.args.get(TOLERANCE_FIELD)
-    answer = upstream.segment(_client(), upload.stream, upload.mimetype or "", output, tolerance)
+    answer = upstream.segment(
+        _client(),
+        upload.stream,
+        upload.mimetype or "",
+        output,
+        tolerance=request.args.get(TOLERANCE_FIELD),
+        version=request.args.get("version"),
+    )
     return Response(answer.body, status=answer.status, content_type=answer.content_type)
+
+
+@bp.get("/model")
+def model() -> Response:
+    """The model card of the default version (or ?version=), and the versions TorchServe holds:
+    only these fields, never TorchServe's own description (workers, paths)."""
+    return jsonify(upstream.model_info(_client(), request.args.get("version")))
 
 
 @bp.get("/health")

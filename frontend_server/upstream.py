@@ -3,6 +3,8 @@ into the status and message a browser or API client should see."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -44,25 +46,57 @@ def client_from_config(config: dict[str, Any]) -> TorchServe:
     )
 
 
+@contextlib.contextmanager
+def reporting(model: str) -> Iterator[None]:
+    """Client failures as the UpstreamError the proxy replies with."""
+    try:
+        yield
+    except Unreachable as exc:
+        raise UpstreamError(504 if exc.timed_out else 503, exc.message) from exc
+    except TorchServeError as exc:
+        if exc.status == 404:
+            raise UpstreamError(503, f"model {model!r} is not registered in TorchServe") from exc
+        raise UpstreamError(503, exc.message) from exc
+
+
 def segment(
     client: TorchServe,
     stream: IO[bytes],
     content_type: str,
     output: str,
     tolerance: str | None = None,
+    version: str | None = None,
 ) -> Answer:
-    """Forward one upload (streamed from ``stream``, not copied); TorchServe's answer, or its
-    client errors (4xx) as they are, or an UpstreamError."""
-    try:
-        response = client.predict(stream, content_type, output, tolerance=tolerance)
-    except Unreachable as exc:
-        raise UpstreamError(504 if exc.timed_out else 503, exc.message) from exc
-    except TorchServeError as exc:
-        raise UpstreamError(503, exc.message) from exc
+    """Forward one upload (streamed from ``stream``, not copied) to the default version or a
+    ``version`` TorchServe holds; its answer, its client errors (4xx) as they are, or an
+    UpstreamError."""
+    with reporting(client.model):
+        if version is not None:
+            known_version(client, version)
+        response = client.predict(stream, content_type, output, version, tolerance)
     return answer(response, client.model)
 
 
+def known_version(client: TorchServe, version: str) -> None:
+    """Only versions TorchServe reports for the model reach its versioned URL."""
+    versions = client.versions()
+    if version not in versions:
+        raise UpstreamError(
+            404, f"model {client.model!r} has no version {version!r}; it has {', '.join(versions)}"
+        )
+
+
+def model_info(client: TorchServe, version: str | None = None) -> dict[str, Any]:
+    """The model card of a version (the default one unless named) and the versions there are."""
+    with reporting(client.model):
+        if version is not None:
+            known_version(client, version)
+        card = client.model_card(version)
+        return {**card, "default_version": client.default_version(), "versions": client.versions()}
+
+
 def answer(response: requests.Response, model: str) -> Answer:
+    """TorchServe's answer to a prediction, or what the proxy says instead."""
     status = response.status_code
     if status == 404:
         raise UpstreamError(503, f"model {model!r} is not registered in TorchServe")

@@ -39,6 +39,11 @@ def _text(value: object) -> str:
     return str(value)
 
 
+def has_image(row: dict) -> bool:
+    """Whether the request carries anything where an image may be."""
+    return any(row.get(field) is not None for field in ("body", *IMAGE_FIELDS))
+
+
 def image_bytes(row: dict) -> bytes:
     """The uploaded file of a request, from its body or a known multipart field."""
     for field in ("body", *IMAGE_FIELDS):

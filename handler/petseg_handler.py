@@ -26,7 +26,8 @@ from handler.batch import Batch, Item
 from handler.decoding import InputError, decode_image
 from handler.imaging import letterbox_image
 from handler.model import autocast_dtype, load_exported, photo_labels
-from handler.payload import parse_request
+from handler.model_card import model_card
+from handler.payload import has_image, parse_request
 from handler.protocol import OUTPUTS, TOLERANCE_HEADER
 from handler.rendering import (
     b64,
@@ -48,6 +49,8 @@ def _ms(start: float) -> float:
 
 class PetSegHandler(BaseHandler):
     """preprocess -> inference -> postprocess over a :class:`Batch` (TorchServe's template)."""
+
+    _describe_allowed = False
 
     def initialize(self, context) -> None:
         properties = context.system_properties
@@ -75,6 +78,21 @@ class PetSegHandler(BaseHandler):
             Path(handler.__file__).parent,  # the archive's copy, not a checkout
         )
         self.initialized = True
+
+    def handle(self, data: list[dict], context) -> list:
+        """TorchServe's template; a describe is honoured only as TorchServe's management API
+        sends it (one request, no image), so an inference client that adds a ``describe``
+        header cannot swap its batch's answers for a model card."""
+        self._describe_allowed = len(data) == 1 and not has_image(data[0])
+        return super().handle(data, context)
+
+    def _is_describe(self) -> bool:
+        return self._describe_allowed and super()._is_describe()
+
+    def describe_handle(self) -> str:
+        """The model card (`GET /models/petseg?customized=true`): what the model is, from the
+        spec, without file paths."""
+        return json.dumps(model_card(self.spec, self.version, self.precision))
 
     @property
     def precision(self) -> str:

@@ -8,6 +8,7 @@ top level, so torch-model-archiver puts a copy of it there too.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -75,5 +76,8 @@ def build_archive(
                 "--force",
             ],
             check=True,
+            # The archiver stages files in $TMPDIR/<model name>: concurrent builds of the same
+            # name (tests, the bench, an image build) would overwrite each other's.
+            env={**os.environ, "TMPDIR": tmp},
         )
     return out_dir / f"{name}.mar"

@@ -6,6 +6,7 @@ rotated by someone else) is renewed once, through the token API, and the call is
 
 from __future__ import annotations
 
+import json
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -197,6 +198,19 @@ class TorchServe:
         return [
             w for entry in self.manage("GET", self._model_path(version)) for w in entry["workers"]
         ]
+
+    def versions(self) -> list[str]:
+        return [entry["modelVersion"] for entry in self.describe()]
+
+    def default_version(self) -> str:
+        return self.manage("GET", self._model_path())[0]["modelVersion"]
+
+    def model_card(self, version: str | None = None) -> dict[str, Any]:
+        """What the handler says about a version (its ``describe_handle``), through
+        TorchServe's customized describe; {} for a handler that says nothing."""
+        entry = self.manage("GET", self._model_path(version), customized="true")[0]
+        card = entry.get("customizedMetadata") or {}
+        return json.loads(card) if isinstance(card, str) else card
 
     # -- health --------------------------------------------------------------------------------
     def health(self) -> Health:

@@ -1,9 +1,12 @@
-// petseg page: upload (picker, drag-and-drop, paste, samples) -> /api/segment -> show results.
+// petseg page: the model card, then upload (picker, drag-and-drop, paste, samples) ->
+// /api/segment -> show results; optionally the same upload through a second model version.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
 const drop = $("drop"), fileInput = $("file"), statusLine = $("status"), errorBox = $("error");
 let busy = false;
+let card = null;      // GET /api/model: the default version's card and the versions there are
+let lastFile = null;  // the upload the download links and the comparison refer to
 
 function setBusy(on, text) {
   busy = on;
@@ -40,29 +43,136 @@ function showResult(file, result, millis) {
   $("stats").hidden = false;
 }
 
+// -- talking to the API ------------------------------------------------------------------
+class ApiError extends Error {}
+
+async function post(file, query) {
+  const form = new FormData();
+  form.append("file", file, file.name || "upload");
+  const response = await fetch(`/api/segment${query}`, { method: "POST", body: form });
+  if (response.ok) return response;
+  let reason = response.statusText;
+  try { reason = (await response.json()).message || reason; } catch { /* not JSON */ }
+  throw new ApiError(`Could not segment this image (HTTP ${response.status}): ${reason}`);
+}
+
 async function segment(file) {
   if (busy || !file) return;
   showError("");
   setBusy(true, `Segmenting ${file.name || "image"}…`);
-  const form = new FormData();
-  form.append("file", file, file.name || "upload");
+  lastFile = file;
+  const other = $("compare-version").value;
   const started = performance.now();
   try {
-    const response = await fetch("/api/segment", { method: "POST", body: form });
-    const millis = performance.now() - started;
-    let body;
-    try { body = await response.json(); } catch { body = null; }
-    if (!response.ok) {
-      const reason = body && body.message ? body.message : response.statusText;
-      showError(`Could not segment this image (HTTP ${response.status}): ${reason}`);
-      return;
-    }
-    showResult(file, body, millis);
+    const [main, compared] = await Promise.all([
+      post(file, "").then((r) => r.json()),
+      other ? post(file, `?version=${encodeURIComponent(other)}`).then((r) => r.json()) : null,
+    ]);
+    showResult(file, main, performance.now() - started);
+    $("comparison").hidden = $("agreement").hidden = !compared;
+    if (compared) await showComparison(main, compared);
   } catch (err) {
-    showError(`The server could not be reached: ${err.message}`);
+    showError(err instanceof ApiError ? err.message : `The server could not be reached: ${err.message}`);
   } finally {
     setBusy(false);
   }
+}
+
+async function download(output, name) {
+  if (!lastFile) return;
+  try {
+    const blob = await (await post(lastFile, `?output=${output}`)).blob();
+    const link = Object.assign(document.createElement("a"), {
+      href: URL.createObjectURL(blob), download: name,
+    });
+    link.click();
+    URL.revokeObjectURL(link.href);
+  } catch (err) {
+    showError(err.message);
+  }
+}
+
+// -- the model card and the versions to compare -------------------------------------------
+function describeModel(info) {
+  const data = info.training_data || {};
+  const images = data.images ? ` (${data.images.train} training images)` : "";
+  const score = info.evaluation && info.evaluation.dataset ? info.evaluation.dataset.fg_iou : null;
+  const parts = [
+    `${info.name} ${info.version}`, info.architecture, `${info.input_size} px`, info.precision,
+    `trained on ${data.kind || "unknown data"}${images}`,
+  ];
+  if (score != null) parts.push(`test foreground IoU ${score.toFixed(3)}`);
+  return parts.join(" · ");
+}
+
+async function loadModelCard() {
+  const response = await fetch("/api/model");
+  if (!response.ok) return;
+  card = await response.json();
+  $("model-summary").textContent = describeModel(card);
+  $("synthetic-notice").hidden = (card.training_data || {}).kind !== "synthetic";
+  const others = card.versions.filter((v) => v !== card.default_version);
+  others.forEach((version) => $("compare-version").append(new Option(version, version)));
+  $("compare").hidden = others.length === 0;
+  $("model-card").hidden = false;
+}
+
+// -- comparing two masks -------------------------------------------------------------------
+async function pixels(src) {
+  const image = new Image();
+  image.src = src;
+  await image.decode();
+  const canvas = Object.assign(document.createElement("canvas"), {
+    width: image.naturalWidth, height: image.naturalHeight,
+  });
+  const context = canvas.getContext("2d");
+  context.drawImage(image, 0, 0);
+  return context.getImageData(0, 0, canvas.width, canvas.height);
+}
+
+function classIds(data, classes) {
+  const byColour = new Map(classes.map((c) => [c.color.join(","), c.id]));
+  const ids = new Uint8Array(data.width * data.height);
+  for (let i = 0; i < ids.length; i++) {
+    const rgb = `${data.data[4 * i]},${data.data[4 * i + 1]},${data.data[4 * i + 2]}`;
+    ids[i] = byColour.get(rgb) ?? 0;
+  }
+  return ids;
+}
+
+async function showComparison(a, b) {
+  const src = [dataUrl(a.mask_png, "image/png"), dataUrl(b.mask_png, "image/png")];
+  $("mask-a").src = src[0];
+  $("mask-b").src = src[1];
+  $("caption-a").textContent = `version ${a.model.version} (default)`;
+  $("caption-b").textContent = `version ${b.model.version}`;
+  const [pa, pb] = await Promise.all(src.map(pixels));
+  const [ia, ib] = [classIds(pa, a.classes), classIds(pb, a.classes)];
+  const canvas = $("difference");
+  canvas.width = pa.width;
+  canvas.height = pa.height;
+  const context = canvas.getContext("2d");
+  const view = context.createImageData(pa.width, pa.height);
+  let differ = 0;
+  const inter = new Array(a.classes.length).fill(0), union = new Array(a.classes.length).fill(0);
+  for (let i = 0; i < ia.length; i++) {
+    const same = ia[i] === ib[i];
+    differ += same ? 0 : 1;
+    view.data.set(same ? [40, 40, 40, 255] : [255, 0, 255, 255], 4 * i);
+    for (const id of new Set([ia[i], ib[i]])) {
+      union[id] += 1;
+      if (same) inter[id] += 1;
+    }
+  }
+  context.putImageData(view, 0, 0);
+  $("disagreement").textContent = `${(100 * differ / ia.length).toFixed(1)} % of pixels`;
+  $("agreement").replaceChildren(...a.classes.map((c) => {
+    const box = document.createElement("div");
+    const iou = union[c.id] ? (inter[c.id] / union[c.id]).toFixed(3) : "n/a";
+    box.append(Object.assign(document.createElement("dt"), { textContent: `IoU ${c.name}` }),
+      Object.assign(document.createElement("dd"), { textContent: iou, id: `iou-${c.name}` }));
+    return box;
+  }));
 }
 
 fileInput.addEventListener("change", () => segment(fileInput.files[0]));
@@ -93,3 +203,10 @@ document.querySelectorAll(".sample").forEach((button) => button.addEventListener
 $("opacity").addEventListener("input", (event) => {
   $("overlay-mask").style.opacity = event.target.value / 100;
 });
+
+document.querySelectorAll(".vector-download").forEach((link) => link.addEventListener("click", (event) => {
+  event.preventDefault();
+  download(link.dataset.output, link.dataset.name);
+}));
+
+loadModelCard();

@@ -80,3 +80,31 @@ def test_mask_formats_through_the_proxy(client):
         content_type="multipart/form-data",
     )
     assert bad.status_code == 400 and "tolerance" in bad.get_json()["message"]
+
+
+def test_the_model_card_says_what_the_model_is_and_nothing_more(client, server):
+    response = client.get("/api/model")
+    assert response.status_code == 200
+    card = response.get_json()
+    assert card["name"] == "petseg" and card["version"] == card["default_version"] == "1.0"
+    assert card["versions"] == ["1.0"]
+    assert [(c["name"], c["color"]) for c in card["classes"]][1] == ("cat", [255, 0, 0])
+    assert card["input_size"] == 64 and card["precision"] in ("bfloat16", "float32")
+    assert card["training_data"]["kind"] == "synthetic"
+    assert card["training_data"]["images"]["train"] > 0
+    assert set(card["evaluation"]) == set() or "dataset" in card["evaluation"]
+    text = response.get_data(as_text=True)
+    assert "workers" not in text and str(server.workdir) not in text and "/tmp" not in text
+
+
+def test_versions_are_checked_against_what_torchserve_holds(client):
+    assert upload_to(client, "?version=1.0").status_code == 200
+    for version in ("9.9", "../../models", "1.0/../x"):
+        response = upload_to(client, f"?version={version}")
+        assert response.status_code == 404 and "has no version" in response.get_json()["message"]
+    assert client.get("/api/model?version=9.9").status_code == 404
+
+
+def upload_to(client, query: str):
+    data = {"file": (io.BytesIO(images.jpeg(64, 48)), "cat.jpg")}
+    return client.post(f"/api/segment{query}", data=data, content_type="multipart/form-data")

@@ -202,3 +202,15 @@ def test_threads_default_to_cores_per_worker(tiny_export, monkeypatch):
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_describe_gives_the_model_card_only_as_torchserve_asks_for_it(handler, tiny_export):
+    card = json.loads(handler.describe_handle())
+    assert card["version"] == "1.0" and card["training_data"]["kind"] == "synthetic"
+    assert "path" not in card["training_data"]
+    asked = {0: {"describe": "True"}}
+    (described,), _ = run(handler, [{}], tiny_export, headers=asked)
+    assert json.loads(described)["name"] == "petseg"
+    rows = [{"body": images.jpeg()}, {"body": images.jpeg()}]
+    answers, context = run(handler, rows, tiny_export, headers=asked)
+    assert [json.loads(a)["width"] for a in answers] == [160, 160] and not context.statuses

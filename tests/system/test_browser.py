@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from petseg.archive import build_archive
 from tests.support import images
 
-SCREENSHOTS = Path(__file__).resolve().parents[1] / "logs" / "screenshots"
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "logs" / "screenshots"
 
 
 @pytest.fixture(scope="module")
@@ -103,3 +104,63 @@ def test_sample_button_segments_a_sample(browser, page_url):
     browser.get(page_url)
     browser.find_element(By.CSS_SELECTOR, ".sample[data-src$='dog.jpg']").click()
     assert rendered_size(browser, "mask") == (285, 275)
+
+
+def test_the_model_card_warns_that_the_model_only_knows_synthetic_pets(browser, page_url):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(page_url)
+    summary = browser.find_element(By.ID, "model-summary")
+    WebDriverWait(browser, 30).until(lambda d: summary.text)
+    assert "petseg 1.0" in summary.text and "trained on synthetic" in summary.text
+    notice = browser.find_element(By.ID, "synthetic-notice")
+    assert notice.is_displayed() and "make train DATA=" in notice.text
+    assert not browser.find_element(By.ID, "compare").is_displayed()  # one version only
+
+
+@pytest.fixture
+def second_version(server, tiny_export, tmp_path):
+    """Version 2.0 of the model, registered beside 1.0: the tiny model with its last layer
+    perturbed, so the two versions really disagree on some pixels."""
+    import torch
+
+    export = Path(shutil.copytree(tiny_export, tmp_path / "v2"))
+    weights = torch.load(export / "weights.pt", weights_only=True)
+    head = next(k for k in reversed(weights) if k.endswith("bias"))
+    weights[head] = weights[head] + torch.tensor([0.0, 0.5, -0.5])[: len(weights[head])]
+    torch.save(weights, export / "weights.pt")
+    build_archive(export, server.model_store, name="petseg-compare", version="2.0")
+    client = server.client()
+    client.register("petseg-compare.mar", workers=1)
+    try:
+        yield "2.0"
+    finally:
+        client.unregister("2.0")
+
+
+def test_two_versions_side_by_side_with_their_agreement(
+    browser, page_url, second_version, tmp_path
+):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(images.jpeg(240, 180))
+    browser.get(page_url)
+    WebDriverWait(browser, 30).until(lambda d: d.find_element(By.ID, "compare").is_displayed())
+    Select(browser.find_element(By.ID, "compare-version")).select_by_value(second_version)
+    browser.find_element(By.ID, "file").send_keys(str(photo))
+    assert rendered_size(browser, "mask-a") == rendered_size(browser, "mask-b") == (240, 180)
+    WebDriverWait(browser, 30).until(lambda d: d.find_element(By.ID, "disagreement").text)
+    assert browser.find_element(By.ID, "caption-b").text == "version 2.0"
+    disagree = float(browser.find_element(By.ID, "disagreement").text.split(" %")[0])
+    assert 0 < disagree < 100
+    ious = [browser.find_element(By.ID, f"iou-{name}").text for name in ("background", "cat")]
+    assert all(text == "n/a" or 0 <= float(text) <= 1 for text in ious) and ious != ["n/a"] * 2
+    canvas = browser.execute_script(
+        "const c = document.getElementById('difference'); return [c.width, c.height];"
+    )
+    assert canvas == [240, 180]
+    browser.execute_script("document.getElementById('comparison').scrollIntoView()")
+    browser.save_screenshot(str(SCREENSHOTS / "compare.png"))

@@ -114,3 +114,8 @@ def test_slow_torchserve_is_504(slow_torchserve):
     )
     response = upload(app.test_client(), images.jpeg())
     assert response.status_code == 504 and "did not answer" in response.get_json()["message"]
+
+
+def test_model_card_with_torchserve_down_is_503(offline_client):
+    response = offline_client.get("/api/model")
+    assert response.status_code == 503 and "key file" in response.get_json()["message"]
