@@ -1,29 +1,293 @@
-"""The WSGI server for the app: waitress, with the limits an untrusted network needs."""
+"""The WSGI server for the app: waitress, with the limits an untrusted network needs.
+
+Plain waitress lost a "slow loris" fight (about 1,000 connections sending a few bytes a
+second): with select() it crashed once a descriptor passed 1023; at its connection limit it
+stopped accepting, so new clients hung in the kernel's queue for as long as the slow ones
+chose to stay (they stay: waitress only drops connections that are idle, and a byte a second is
+not idle); and each slow upload could spool up to the body cap to disk. This server:
+
+- waits with poll(), which has no descriptor ceiling;
+- gives every request a deadline: its headers within ``HEADER_TIMEOUT_S``, its body at
+  ``MIN_BODY_RATE`` on average after a grace of ``BODY_GRACE_S``; a request that misses it is
+  answered 408 and its connection closed, so slow clients hold a slot for seconds, not forever;
+- past ``connection_limit`` open connections, answers every new one 503 at once (and closes
+  it) instead of leaving it queued;
+- counts the body bytes it holds for all requests together (memory and temporary files): past
+  its budget (``SPOOL_BUDGET_UPLOADS``) the request that brings more gets a 503.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
+import resource
+import socket
+import threading
+import time
+
 from flask import Flask
-from waitress import create_server
-from waitress.server import BaseWSGIServer
+from waitress.adjustments import Adjustments
+from waitress.channel import HTTPChannel
+from waitress.parser import HTTPRequestParser
+from waitress.server import TcpWSGIServer
+from waitress.utilities import Error
 
-CONNECTION_LIMIT = 1000
-"""waitress's default of 100 open connections was exhausted by 16 clients opening a connection
-per request (tests/system/test_reliability.py): new clients then hung until they timed out."""
+from frontend_server.errors import RETRY_AFTER_S
+
+logger = logging.getLogger(__name__)
+
+CONNECTION_LIMIT = 2000
+"""Open connections at most (fewer when the descriptor limit is low, see ``connection_limit``).
+waitress's default of 100 was exhausted by 16 clients opening a connection per request
+(tests/system/test_reliability.py). More connections make a slow-loris flood costlier. Each
+costs at most ``MAX_HEADER_BYTES`` + ``INBUF_OVERFLOW`` of memory (2,000 such took the RSS from
+40 to 136 MB) and up to ``FDS_PER_CONNECTION`` descriptors; poll()'s bookkeeping per loop grows with
+them, yet uploads beside 2,000 open connections took 50 ms as in quiet (README, measured by
+tests/system/test_slow_clients.py)."""
+FDS_PER_CONNECTION = 3
+"""The socket, the temporary file of a spooled body, that of a large buffered answer."""
+RESERVED_FDS = 64
+"""Descriptors kept for everything else: the listener, logs, connections to TorchServe."""
+HEADER_TIMEOUT_S = 10
+"""From a request's first byte to the end of its headers (a browser needs milliseconds)."""
+BODY_GRACE_S = 10.0
+MIN_BODY_RATE = 8 * 1024
+"""Bytes a second, on average over the body, after ``BODY_GRACE_S``: 64 kbit/s, slower than
+any uplink people upload photos from; a 5 MB photo may take ten minutes."""
+IDLE_TIMEOUT_S = 10
+"""A connection with no request under way (kept alive, or opened and silent) is closed after
+this: browsers open a new one when they need it."""
+SPOOL_BUDGET_UPLOADS = 8
+"""The budget for the body bytes of all requests held at once, in bodies of the largest size
+allowed: 8 (321 MiB with the 20 MB upload limit), a hundred 3 MB photos."""
+INBUF_OVERFLOW = 16 * 1024
+"""Body bytes a request keeps in memory before waitress moves its body to a temporary file
+(waitress's default is 512 KiB: 1,000 slow uploads could hold 500 MB of memory)."""
+MAX_HEADER_BYTES = 16 * 1024
+"""Browsers send 1-8 KiB; waitress's default (256 KiB) let each slow connection hold more."""
+CLEANUP_INTERVAL_S = 1
+"""How often deadlines and idle connections are checked (waitress's default: 30 s)."""
 
 
-def make_server(app: Flask, host: str, port: int, threads: int = 16) -> BaseWSGIServer:
+def connection_limit() -> int:
+    """``CONNECTION_LIMIT``, or fewer when the soft ``ulimit -n`` could not hold that many
+    connections: out of descriptors, accept() fails and waitress retries it in a busy loop."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return CONNECTION_LIMIT
+    return max(1, min(CONNECTION_LIMIT, (soft - RESERVED_FDS) // FDS_PER_CONNECTION))
+
+
+def raise_fd_limit() -> None:
+    """Raise the soft ``ulimit -n`` (often 1024) towards the hard one, as far as
+    ``CONNECTION_LIMIT`` needs: a process may, and TorchServe started after it inherits it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = CONNECTION_LIMIT * FDS_PER_CONNECTION + RESERVED_FDS
+    if hard != resource.RLIM_INFINITY:
+        wanted = min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+
+
+def answer(code: int, reason: str, message: str) -> tuple[str, list[tuple[str, str]], bytes]:
+    """The status, headers and body of an answer the server gives before the app runs: JSON
+    like the app's own errors, so the page shows the message."""
+    body = json.dumps({"code": code, "message": message}).encode()
+    headers = [("Content-Type", "application/json"), ("Connection", "close")]
+    if code == 503:
+        headers.append(("Retry-After", str(RETRY_AFTER_S)))
+    return f"{code} {reason}", headers, body
+
+
+def raw_answer(code: int, reason: str, message: str) -> bytes:
+    """``answer`` as bytes on the wire, for the places where no waitress task writes it."""
+    status, headers, body = answer(code, reason, message)
+    lines = [f"HTTP/1.1 {status}", *(f"{k}: {v}" for k, v in headers)]
+    lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+BUSY = raw_answer(503, "Service Unavailable", "too many connections; retry in a moment")
+TOO_SLOW = raw_answer(408, "Request Timeout", "the request arrived too slowly")
+
+
+class SpoolFull(Error):
+    """A request body that would take the server past its spool budget."""
+
+    code = 503
+    reason = "Service Unavailable"
+
+    def to_response(self, ident: str | None = None) -> tuple[str, list[tuple[str, str]], bytes]:
+        return answer(self.code, self.reason, self.body)
+
+
+class SpoolBudget:
+    """Body bytes held for all requests together, in memory or temporary files."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._lock = threading.Lock()  # released by waitress's worker threads too
+
+    def take(self, size: int) -> bool:
+        """Count ``size`` more bytes (they are stored already); False when over the limit."""
+        with self._lock:
+            self.used += size
+            return self.used <= self.limit
+
+    def give_back(self, size: int) -> None:
+        with self._lock:
+            self.used -= size
+
+
+class Request(HTTPRequestParser):
+    """waitress's request parser, with a deadline and its body bytes counted in the budget."""
+
+    def __init__(self, adj: Adjustments, budget: SpoolBudget) -> None:
+        super().__init__(adj)
+        self.budget = budget
+        self.started = time.monotonic()
+        self.body_started: float | None = None
+        self.held = 0
+
+    def received(self, data: bytes) -> int:
+        before = self.body_bytes_received
+        consumed = super().received(data)
+        if self.headers_finished and self.body_started is None:
+            self.body_started = time.monotonic()
+        grown = self.body_bytes_received - before
+        if grown:
+            self.held += grown
+            if not self.budget.take(grown) and not self.completed:
+                self.error = SpoolFull("the server holds too many uploads; retry in a moment")
+                self.completed = True
+        return consumed
+
+    def expired(self, now: float) -> bool:
+        """Headers later than ``HEADER_TIMEOUT_S``, or a body slower than the minimum rate."""
+        if self.body_started is None:
+            return now - self.started > HEADER_TIMEOUT_S
+        allowed = BODY_GRACE_S + self.body_bytes_received / MIN_BODY_RATE
+        return now - self.body_started > allowed
+
+    def close(self) -> None:
+        super().close()
+        self.budget.give_back(self.held)
+        self.held = 0
+
+
+class Channel(HTTPChannel):
+    """A connection whose requests are ``Request``s; it frees the one under way when closed
+    (waitress leaves that to the garbage collector: its temporary file, and its budget)."""
+
+    server: Server
+
+    def parser_class(self, adj: Adjustments) -> Request:  # waitress calls self.parser_class(adj)
+        return Request(adj, self.server.spool)
+
+    def time_out(self) -> None:
+        """Answer 408 and close: the request under way missed its deadline."""
+        with self.outbuf_lock:
+            self.outbufs[-1].append(TOO_SLOW)
+            self.total_outbufs_len += len(TOO_SLOW)
+        self.close_when_flushed = True
+
+    def handle_close(self) -> None:
+        # Not under requests_lock: waitress may close from inside received(), which holds it.
+        if self.request is not None:
+            self.request.close()
+        super().handle_close()
+
+
+class Server(TcpWSGIServer):
+    """waitress's TCP server with the limits in the module's docstring."""
+
+    channel_class = Channel
+
+    def __init__(self, app: Flask, spool_budget: int, **adjustments: object) -> None:
+        self.spool = SpoolBudget(spool_budget)
+        self.overloaded = False
+        super().__init__(app, **adjustments)
+
+    def readable(self) -> bool:
+        """Accept always (past the limit ``handle_accept`` refuses); waitress instead stops
+        accepting there, and clients wait unanswered. Runs the maintenance as waitress does."""
+        now = time.time()
+        if now >= self.next_channel_cleanup:
+            self.next_channel_cleanup = now + self.adj.cleanup_interval
+            self.maintenance(now)
+        return self.accepting
+
+    def handle_accept(self) -> None:
+        full = len(self.active_channels) >= self.adj.connection_limit
+        if full != self.overloaded:
+            self.overloaded = full
+            state = "answering new ones 503" if full else "accepting again"
+            logger.warning("%d open connections: %s", len(self.active_channels), state)
+        if not full:
+            super().handle_accept()
+            return
+        try:
+            accepted = self.accept()
+        except OSError:  # as in waitress's handle_accept: a failed accept is no reason to stop
+            return
+        if accepted is not None:
+            refuse(accepted[0])
+
+    def maintenance(self, now: float) -> None:
+        """waitress's (closes idle connections), then the deadlines of requests under way."""
+        super().maintenance(now)
+        clock = time.monotonic()
+        for channel in self.active_channels.values():
+            request = channel.request
+            if not channel.requests and request is not None and request.expired(clock):
+                channel.time_out()
+
+    def handle_error(self) -> None:
+        """An exception in the listener: waitress would log it, close the listening socket and
+        go on serving the connections it has, never accepting again. Re-raise it instead, so
+        the serve loop ends and whoever runs the server sees it (`petseg run` exits non-zero)."""
+        raise  # wasyncore calls this inside its ``except`` block: the exception it caught
+
+
+def refuse(sock: socket.socket) -> None:
+    """Answer ``BUSY`` on a just-accepted connection and close it. What the client has sent
+    already is read first: closing with unread data would reset the connection and could
+    destroy the answer before the client reads it."""
+    try:
+        sock.setblocking(False)
+        sock.recv(65536)
+    except OSError:
+        pass
+    try:
+        sock.send(BUSY)
+    except OSError:
+        pass
+    finally:
+        sock.close()
+
+
+def make_server(app: Flask, host: str, port: int, threads: int = 16) -> Server:
     """A waitress server for ``app``; ``port`` 0 picks a free one (see ``effective_port``).
 
-    waitress receives a whole request body (chunked ones too) before the app runs, spooling
-    it to a temporary file. Its cap is twice the app's own upload limit: bodies over the app's
-    limit get the app's JSON 413, and no client can make the server store more than the cap
-    (beyond it waitress answers a plain-text 413 while the body is still arriving).
+    waitress receives a whole request body (chunked ones too) before the app runs, in memory up
+    to ``INBUF_OVERFLOW`` and then in a temporary file. Its cap per request is twice the app's
+    own upload limit: bodies over the app's limit get the app's JSON 413, and beyond the cap
+    waitress answers a plain-text 413 while the body is still arriving. All bodies together
+    are held to ``SPOOL_BUDGET_UPLOADS`` caps.
     """
-    return create_server(
+    body_cap = 2 * app.config["MAX_CONTENT_LENGTH"]
+    return Server(
         app,
+        spool_budget=SPOOL_BUDGET_UPLOADS * body_cap,
         host=host,
         port=port,
         threads=threads,
-        connection_limit=CONNECTION_LIMIT,
-        max_request_body_size=2 * app.config["MAX_CONTENT_LENGTH"],
+        connection_limit=connection_limit(),
+        max_request_body_size=body_cap,
+        max_request_header_size=MAX_HEADER_BYTES,
+        inbuf_overflow=INBUF_OVERFLOW,
+        channel_timeout=IDLE_TIMEOUT_S,
+        cleanup_interval=CLEANUP_INTERVAL_S,
+        asyncore_use_poll=True,
     )

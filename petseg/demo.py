@@ -4,43 +4,81 @@ Reuses a TorchServe that already serves petseg (`petseg serve`) and leaves it ru
 otherwise starts one and stops it, workers included, on Ctrl-C or SIGTERM. With --external it
 only serves the page, in front of the TorchServe that the PETSEG_* variables name (another
 host, a bench).
+
+If the web server dies (its serve loop raises, or ends without Ctrl-C or SIGTERM), this says so
+on stderr, stops the TorchServe it started (or says that the reused one keeps running) and
+exits with status 1, so that whatever supervises it sees the failure and can restart it.
 """
 
 from __future__ import annotations
 
 import argparse
 import signal
+import sys
+import traceback
+
+from flask import Flask
 
 from frontend_server import create_app
-from frontend_server.wsgi import make_server
+from frontend_server.wsgi import make_server, raise_fd_limit
 from petseg.launcher import Instance, start, stop, wait_ready
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+def torchserve_ready(instance: Instance) -> bool:
+    return bool(instance.client().health().ready_workers)
 
 
 def run(args: argparse.Namespace, instance: Instance) -> int:
+    raise_fd_limit()
     process = None
-    if args.external:
-        app = create_app()
-    else:
-        if not instance.client().health().ready_workers:
-            print("starting TorchServe ...", flush=True)
-            process = start(instance)
-            wait_ready(instance, process)
-        app = create_app(
-            {
-                "TORCHSERVE_INFERENCE_URL": instance.url("inference"),
-                "TORCHSERVE_MANAGEMENT_URL": instance.url("management"),
-                "KEY_FILE": str(instance.key_file),
-            }
-        )
+    failure = None
+    try:
+        if args.external:
+            app = create_app()
+        else:
+            if not torchserve_ready(instance):
+                print("starting TorchServe ...", flush=True)
+                process = start(instance)
+                wait_ready(instance, process)
+            app = create_app(
+                {
+                    "TORCHSERVE_INFERENCE_URL": instance.url("inference"),
+                    "TORCHSERVE_MANAGEMENT_URL": instance.url("management"),
+                    "KEY_FILE": str(instance.key_file),
+                }
+            )
+        failure = serve(app, args)
+    except KeyboardInterrupt:
+        pass
+    except Exception as exc:  # reported, never swallowed: a supervisor must see the failure
+        traceback.print_exc()
+        failure = f"{type(exc).__name__}: {exc}"
+    finally:
+        if process is not None:
+            print("stopping TorchServe ...", flush=True)
+            stop(instance, process)
+    if failure is None:
+        return 0
+    torchserve = "stopped" if process is not None else "not started here, left as it was"
+    print(f"stopped by a failure ({failure}); TorchServe {torchserve}", file=sys.stderr)
+    return 1
+
+
+def serve(app: Flask, args: argparse.Namespace) -> str | None:
+    """Serve until Ctrl-C or SIGTERM (None), or until the web server dies: it raises, or its
+    loop ends by itself (returns why)."""
     server = make_server(app, args.host, args.port, args.threads)
     # Ctrl-C and SIGTERM both end the serve loop below, even when the shell that started us
-    # ignored SIGINT (background jobs inherit SIG_IGN).
-    signal.signal(signal.SIGINT, _interrupt)
-    signal.signal(signal.SIGTERM, _interrupt)
+    # ignored SIGINT (background jobs inherit SIG_IGN). They are the only way it may end without
+    # a failure; waitress's run() returns quietly on a KeyboardInterrupt, so they are noted here.
+    signals: list[int] = []
+
+    def interrupt(signum: int, frame: object) -> None:
+        signals.append(signum)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
     print(
         f"\n  page:       http://{args.host}:{args.port}/\n"
         f"  API:        POST http://{args.host}:{args.port}/api/segment  (multipart 'file')\n"
@@ -52,11 +90,6 @@ def run(args: argparse.Namespace, instance: Instance) -> int:
     )
     try:
         server.run()
-    except KeyboardInterrupt:
-        pass
     finally:
         server.close()
-        if process is not None:
-            print("stopping TorchServe ...", flush=True)
-            stop(instance, process)
-    return 0
+    return None if signals else "its serve loop ended by itself"
