@@ -26,6 +26,7 @@ METRICS_CONFIG = ROOT / "config" / "metrics.yaml"
 DEFAULT_WORKDIR = ROOT / "logs" / "torchserve"
 DEFAULT_STORE = ROOT / "model_store"
 DEFAULT_ARCHIVE = f"{MODEL_NAME}.mar"
+LOOPBACK = "127.0.0.1"
 
 
 def free_ports(n: int) -> list[int]:
@@ -33,7 +34,7 @@ def free_ports(n: int) -> list[int]:
     sockets = [socket.socket() for _ in range(n)]
     try:
         for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
+            sock.bind((LOOPBACK, 0))
         return [sock.getsockname()[1] for sock in sockets]
     finally:
         for sock in sockets:
@@ -60,7 +61,7 @@ class Instance:
         return self.workdir / KEY_FILE_NAME
 
     def url(self, api: str, path: str = "") -> str:
-        return f"http://127.0.0.1:{getattr(self.ports, api)}{path}"
+        return f"http://{LOOPBACK}:{getattr(self.ports, api)}{path}"
 
     def keys(self) -> dict[str, str]:
         """The keys TorchServe holds now: {'inference', 'management', 'API'}."""
@@ -109,11 +110,15 @@ def _port(address: str) -> int:
     return int(address.rsplit(":", 1)[1])
 
 
-def render_config(instance: Instance, load_models: str = DEFAULT_ARCHIVE) -> Path:
-    """config/config.properties with this instance's ports, paths and overrides filled in."""
+def render_config(
+    instance: Instance, load_models: str = DEFAULT_ARCHIVE, host: str = LOOPBACK
+) -> Path:
+    """config/config.properties with this instance's ports, paths and overrides filled in, in
+    its workdir; inference and metrics listen on ``host`` (management always on loopback)."""
     store = instance.model_store.resolve()
     values = {f"{name.upper()}_PORT": port for name, port in vars(instance.ports).items()}
     values.update(
+        HOST=host,
         MODEL_STORE=store,
         LOAD_MODELS=load_models,
         ALLOWED_URLS="file://" + re.escape(str(store)) + r"/[A-Za-z0-9_.-]+\.mar",
