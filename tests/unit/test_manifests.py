@@ -1,0 +1,329 @@
+"""deploy/k8s: every overlay renders with kustomize (kubectl's), every object validates strictly
+against Kubernetes 1.30 and 1.37 (kubernetes-validate's bundled schemas), and the manifests keep
+petseg's own rules. Offline and without an API server: what a cluster would do with them is not
+proved here (README "Deploying on Kubernetes").
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+K8S = ROOT / "deploy" / "k8s"
+OVERLAYS = ("cpu", "gpu")
+COMPONENTS = tuple(sorted(path.name for path in (K8S / "components").iterdir()))
+TARGETS = (*OVERLAYS, *(f"{name}+components" for name in OVERLAYS))
+"""Each overlay as it is, and with every component added to it, as the README says to."""
+KUBERNETES = ("1.30.0", "1.37.0")
+CUSTOM_KINDS = {("monitoring.coreos.com/v1", "PodMonitor")}
+"""CRDs: no schema here knows them, so only our rules check them."""
+IN_POD_ONLY = {8080, 8081, 7070, 7071}
+"""Inference (its key never leaves the pod), management and gRPC: no Service, no open port."""
+WEB_PORT = 5000
+METRICS_PORTS = {8082, 5001}
+"""TorchServe's metrics, and the web proxy's operators' listener (PETSEG_METRICS_ADDRESS)."""
+ADAPTER_RULES = "prometheus-adapter-rules.yaml"
+WRITABLE = {
+    "model-server": {"/run/petseg", "/tmp", "/var/lib/petseg/model-store"},
+    "web": {"/tmp"},
+}
+"""What each container may write, all emptyDirs: enough under podman with a read-only root
+(deploy/k8s/podman-play.sh)."""
+
+
+@functools.cache
+def kubectl() -> str:
+    """$KUBECTL, the venv's (`make kubectl`), or the machine's, if its kustomize is v5."""
+    beside = Path(sys.executable).parent / "kubectl"
+    found = os.environ.get("KUBECTL") or (str(beside) if beside.exists() else None)
+    found = found or shutil.which("kubectl")
+    if found:
+        version = subprocess.run([found, "version", "--client"], capture_output=True, text=True)
+        if "Kustomize Version: v5" in version.stdout:
+            return found
+    pytest.fail("no kubectl with kustomize v5: run `make kubectl`")
+
+
+def kustomize(folder: Path) -> list[dict]:
+    result = subprocess.run(
+        [kubectl(), "kustomize", "--load-restrictor", "LoadRestrictionsNone", str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict]]:
+    targets = {name: kustomize(K8S / "overlays" / name) for name in OVERLAYS}
+    # Components go into a copy of each overlay (config/ beside it, where the base looks).
+    copy = tmp_path_factory.mktemp("repo")
+    shutil.copytree(ROOT / "config", copy / "config")
+    shutil.copytree(K8S, copy / "deploy" / "k8s")
+    for name in OVERLAYS:
+        path = copy / "deploy" / "k8s" / "overlays" / name / "kustomization.yaml"
+        kustomization = yaml.safe_load(path.read_text())
+        kustomization["components"] = [f"../../components/{c}" for c in COMPONENTS]
+        path.write_text(yaml.safe_dump(kustomization))
+        targets[f"{name}+components"] = kustomize(path.parent)
+    return targets
+
+
+def only(objects: list[dict], kind: str) -> dict:
+    [found] = [obj for obj in objects if obj["kind"] == kind]
+    return found
+
+
+def pod_spec(objects: list[dict]) -> dict:
+    return only(objects, "Deployment")["spec"]["template"]["spec"]
+
+
+def containers(objects: list[dict]) -> dict[str, dict]:
+    return {c["name"]: c for c in pod_spec(objects)["containers"]}
+
+
+def container_ports(objects: list[dict]) -> dict[str, int]:
+    return {p["name"]: p["containerPort"] for c in containers(objects).values() for p in c["ports"]}
+
+
+@pytest.mark.parametrize("version", KUBERNETES)
+@pytest.mark.parametrize("target", TARGETS)
+def test_every_object_validates_strictly(rendered, target: str, version: str) -> None:
+    failures = []
+    for obj in rendered[target]:
+        if (obj["apiVersion"], obj["kind"]) in CUSTOM_KINDS:
+            continue
+        try:
+            kubernetes_validate.validate(obj, version, strict=True)
+        except (kubernetes_validate.ValidationError, kubernetes_validate.SchemaNotFoundError) as e:
+            failures.append(f"{obj['kind']}/{obj['metadata']['name']}: {e!r}")
+    assert not failures
+
+
+def test_the_validation_rejects_a_misspelt_field(rendered) -> None:
+    """The check above could pass by being lax; a field that is not in the schema fails."""
+    typo = yaml.safe_load(yaml.safe_dump(only(rendered["cpu"], "Deployment")))
+    typo["spec"]["template"]["spec"]["containers"][0]["imagePullPolcy"] = "Always"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(typo, KUBERNETES[0], strict=True)
+
+
+# A misspelt kind, and the autoscaling/v2beta2 of TorchServe's own Helm chart (gone in 1.26).
+@pytest.mark.parametrize(
+    "api_version, kind",
+    [("apps/v1", "Deploymnt"), ("autoscaling/v2beta2", "HorizontalPodAutoscaler")],
+)
+def test_the_validation_rejects_an_unknown_kind(api_version: str, kind: str) -> None:
+    obj = {"apiVersion": api_version, "kind": kind, "metadata": {"name": "petseg"}}
+    with pytest.raises(kubernetes_validate.SchemaNotFoundError):
+        kubernetes_validate.validate(obj, KUBERNETES[0], strict=True)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_custom_kinds_select_the_pods(rendered, target: str) -> None:
+    labels = only(rendered[target], "Deployment")["spec"]["template"]["metadata"]["labels"]
+    custom = [obj for obj in rendered[target] if (obj["apiVersion"], obj["kind"]) in CUSTOM_KINDS]
+    assert bool(custom) == target.endswith("+components")
+    for obj in custom:
+        assert obj["spec"]["selector"]["matchLabels"].items() <= labels.items()
+        ports = {endpoint["port"] for endpoint in obj["spec"]["podMetricsEndpoints"]}
+        assert {container_ports(rendered[target])[port] for port in ports} == METRICS_PORTS
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_every_container_has_probes_resources_and_runs_unprivileged(rendered, target) -> None:
+    spec = pod_spec(rendered[target])
+    pod = spec["securityContext"]
+    assert pod["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert not spec["automountServiceAccountToken"]
+    for container in spec["containers"]:
+        assert {"startupProbe", "readinessProbe", "livenessProbe"} <= container.keys()
+        resources = container["resources"]
+        assert {"cpu", "memory", "ephemeral-storage"} <= resources["requests"].keys()
+        assert resources["limits"]["memory"] == resources["requests"]["memory"]
+        security = {**pod, **container["securityContext"]}
+        assert security["runAsNonRoot"] and security["runAsUser"] != 0
+        assert security["allowPrivilegeEscalation"] is False
+        assert security["readOnlyRootFilesystem"] is True
+        assert security["capabilities"] == {"drop": ["ALL"]}
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_only_emptydirs_are_writable(rendered, target: str) -> None:
+    volumes = {v["name"]: v for v in pod_spec(rendered[target])["volumes"]}
+    for name, container in containers(rendered[target]).items():
+        writable = {
+            m["mountPath"]: m["name"] for m in container["volumeMounts"] if not m.get("readOnly")
+        }
+        assert writable.keys() == WRITABLE[name]
+        assert all("emptyDir" in volumes[volume] for volume in writable.values())
+    # The keys: in memory, written by TorchServe, only read by the proxy.
+    assert volumes["keys"]["emptyDir"]["medium"] == "Memory"
+    web_mounts = {m["mountPath"]: m for m in containers(rendered[target])["web"]["volumeMounts"]}
+    assert web_mounts["/run/petseg"]["readOnly"]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_probes_wait_for_the_model_but_never_kill_a_busy_worker(rendered, target) -> None:
+    server, web = containers(rendered[target])["model-server"], containers(rendered[target])["web"]
+    for probe in ("startupProbe", "readinessProbe"):
+        assert server[probe]["exec"]["command"] == ["petseg", "status"]  # a READY worker
+    startup = server["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 300  # a slow node's load
+    # Liveness asks only whether a server accepts connections: no worker, no model call.
+    assert server["livenessProbe"]["tcpSocket"]["port"] == "inference"
+    assert web["livenessProbe"]["tcpSocket"]["port"] == "http"
+    assert web["readinessProbe"]["httpGet"]["path"] == "/api/health"
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_no_service_reaches_torchserve(rendered, target: str) -> None:
+    ports = container_ports(rendered[target])
+    services = [obj for obj in rendered[target] if obj["kind"] == "Service"]
+    assert services
+    for service in services:
+        for port in service["spec"]["ports"]:
+            target_port = port.get("targetPort", port["port"])
+            assert ports.get(target_port, target_port) == WEB_PORT
+            assert port["port"] not in IN_POD_ONLY
+    for ingress in (obj for obj in rendered[target] if obj["kind"] == "Ingress"):
+        backends = [
+            p["backend"]["service"] for r in ingress["spec"]["rules"] for p in r["http"]["paths"]
+        ]
+        assert {b["name"] for b in backends} == {s["metadata"]["name"] for s in services}
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_management_listens_on_the_pods_loopback_only(rendered, target: str) -> None:
+    settings = only(rendered[target], "ConfigMap")["data"]["config.properties"]
+    assert re.search(r"^management_address=http://127\.0\.0\.1:", settings, re.M)
+    # TorchServe 0.12 binds gRPC to 127.0.0.1 unless these say otherwise.
+    assert not re.search(r"^grpc_(inference|management)_address=", settings, re.M)
+    ports = set(container_ports(rendered[target]).values())
+    assert ports == {8080, WEB_PORT, *METRICS_PORTS}  # 8080 for the liveness probe only
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_the_proxy_serves_its_metrics_on_the_declared_port(rendered, target: str) -> None:
+    web = containers(rendered[target])["web"]
+    address = {e["name"]: e["value"] for e in web["env"]}["PETSEG_METRICS_ADDRESS"]
+    assert int(address.rpartition(":")[2]) == container_ports(rendered[target])["proxy-metrics"]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_every_configmap_value_comes_from_config(rendered, target: str) -> None:
+    config_maps = [obj for obj in rendered[target] if obj["kind"] == "ConfigMap"]
+    assert config_maps
+    for config_map in config_maps:
+        assert "binaryData" not in config_map
+        for key, value in config_map["data"].items():
+            assert value == (ROOT / "config" / key).read_text(), key
+    names = {c["metadata"]["name"] for c in config_maps}
+    mounted = {
+        v["configMap"]["name"] for v in pod_spec(rendered[target])["volumes"] if "configMap" in v
+    }
+    assert mounted == names  # by its hashed name: a change in config/ rolls the pods
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_network_policy_lets_in_only_the_web_port_and_monitoring(rendered, target: str) -> None:
+    policies = [obj for obj in rendered[target] if obj["kind"] == "NetworkPolicy"]
+    deny = [p for p in policies if p["spec"]["podSelector"] == {}]
+    assert [p["spec"]["policyTypes"] for p in deny] == [["Ingress", "Egress"]]
+    assert not any("egress" in p["spec"] or "ingress" in p["spec"] for p in deny)
+    allowed = set()
+    for policy in policies:
+        assert "egress" not in policy["spec"]  # the pod calls nothing outside itself
+        for rule in policy["spec"].get("ingress", []):
+            sources = [s["namespaceSelector"]["matchLabels"] for s in rule.get("from", [])]
+            for port in rule["ports"]:
+                allowed.add((port["port"], str(sources or "anywhere")))
+    monitoring = str([{"kubernetes.io/metadata.name": "monitoring"}])
+    assert allowed == {(WEB_PORT, "anywhere"), *((port, monitoring) for port in METRICS_PORTS)}
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_rollouts_and_shutdowns_lose_no_request(rendered, target: str) -> None:
+    deployment = only(rendered[target], "Deployment")
+    assert "replicas" not in deployment["spec"]  # the autoscaler's
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    server, web = containers(rendered[target])["model-server"], containers(rendered[target])["web"]
+    stops = [c["lifecycle"]["preStop"]["sleep"]["seconds"] for c in (web, server)]
+    # TorchServe outlives the proxy's last requests; both end before the grace period does.
+    assert stops == sorted(set(stops))
+    assert deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > stops[-1]
+    startup = server["startupProbe"]
+    budget = startup["periodSeconds"] * startup["failureThreshold"]
+    assert deployment["spec"]["progressDeadlineSeconds"] > budget
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_autoscaler_scales_the_deployment_on_the_model_servers_load(rendered, target) -> None:
+    autoscaler = only(rendered[target], "HorizontalPodAutoscaler")
+    assert autoscaler["apiVersion"] == "autoscaling/v2"
+    deployment = only(rendered[target], "Deployment")["metadata"]["name"]
+    assert autoscaler["spec"]["scaleTargetRef"]["name"] == deployment
+    assert autoscaler["spec"]["minReplicas"] >= 2  # the disruption budget lets one go
+    metrics = {m["type"]: m for m in autoscaler["spec"]["metrics"]}
+    assert metrics["ContainerResource"]["containerResource"]["container"] == "model-server"
+    if target.endswith("+components"):
+        rules = yaml.safe_load(
+            (K8S / "components" / "queue-latency-hpa" / ADAPTER_RULES).read_text()
+        )
+        [rule] = rules["rules"]
+        assert metrics["Pods"]["pods"]["metric"]["name"] == rule["name"]["as"]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_budget_and_service_select_the_pods(rendered, target: str) -> None:
+    labels = only(rendered[target], "Deployment")["spec"]["template"]["metadata"]["labels"]
+    budget = only(rendered[target], "PodDisruptionBudget")
+    assert budget["spec"]["maxUnavailable"] == 1
+    assert budget["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    assert only(rendered[target], "Service")["spec"]["selector"].items() <= labels.items()
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_gpu_count_follows_the_gpu_limit(rendered, target: str) -> None:
+    server = containers(rendered[target])["model-server"]
+    env = {e["name"]: e["value"] for e in server["env"]}
+    gpus = server["resources"]["limits"].get("nvidia.com/gpu", "0")
+    assert env["PETSEG_NUMBER_OF_GPU"] == gpus == ("1" if target.startswith("gpu") else "0")
+
+
+def test_the_pod_puts_model_config_into_its_archive(rendered, tmp_path: Path) -> None:
+    """The archive-copy step of the model server's start script, run here on a small archive:
+    model-config.yaml replaced, everything else as it was; an archive without one refused."""
+    script = containers(rendered["cpu"])["model-server"]["args"][2]
+    program = re.search(r"<<'PY'\n(.*?)\nPY\n", script, re.S).group(1)
+    image_archive, config = tmp_path / "image.mar", tmp_path / "model-config.yaml"
+    with zipfile.ZipFile(image_archive, "w") as archive:
+        archive.writestr("weights.pt", b"\0" * 1000)
+        archive.writestr("model-config.yaml", "batchSize: 8\n")
+    config.write_text("batchSize: 4\n")
+
+    def run(source: Path) -> subprocess.CompletedProcess:
+        argv = [sys.executable, "-c", program, str(source), str(tmp_path / "out.mar"), str(config)]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=30)
+
+    assert run(image_archive).returncode == 0
+    with zipfile.ZipFile(tmp_path / "out.mar") as copy:
+        assert copy.read("model-config.yaml") == b"batchSize: 4\n"
+        assert copy.read("weights.pt") == b"\0" * 1000
+    with zipfile.ZipFile(tmp_path / "bare.mar", "w") as archive:
+        archive.writestr("weights.pt", b"")
+    refused = run(tmp_path / "bare.mar")
+    assert refused.returncode != 0 and "no model-config.yaml" in refused.stderr
