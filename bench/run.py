@@ -199,11 +199,13 @@ def measure_torchserve(export_dir: Path, tmp: Path, work: Workload, results: dic
         results["handler_timings_ms_500x375"] = handler_timings(direct, work.photos["500x375"])
         measure_system(direct, work, results)
 
-        port = free_ports(1)[0]
+        port, metrics_port = free_ports(2)
         env = {
             "PETSEG_TORCHSERVE_INFERENCE_URL": instance.url("inference"),
             "PETSEG_TORCHSERVE_MANAGEMENT_URL": instance.url("management"),
             "PETSEG_KEY_FILE": str(instance.key_file),
+            # measured as deployed: metrics collected, their listener open
+            "PETSEG_METRICS_ADDRESS": f"127.0.0.1:{metrics_port}",
         }
         command = [sys.executable, "-m", "petseg", "run", "--external", "--port", str(port)]
         with background(command, f"http://127.0.0.1:{port}/api/health", env) as proxy:

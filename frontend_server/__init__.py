@@ -10,7 +10,8 @@ from typing import Any
 
 from flask import Flask
 
-from frontend_server import api, errors, pages
+from frontend_server import api, errors, observe, pages
+from frontend_server.metrics import ProxyMetrics
 from frontend_server.upstream import client_from_config
 from handler.protocol import KEY_FILE_NAME, MODEL_NAME, Ports
 
@@ -21,6 +22,9 @@ DEFAULTS: dict[str, Any] = {
     "KEY_FILE": f"logs/torchserve/{KEY_FILE_NAME}",
     "MAX_UPLOAD_MB": 20,
     "TIMEOUT_S": 60.0,
+    # host:port of the operators' listener (GET /metrics, GET /status; frontend_server.operator),
+    # never the public one; empty: none. `petseg run` uses 127.0.0.1:5001 unless this is set.
+    "METRICS_ADDRESS": "",
 }
 ENV_PREFIX = "PETSEG_"
 
@@ -43,7 +47,12 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     # Flask answers 413 for bodies over this (wsgi.py caps what the server itself spools).
     # A little slack over the file limit for the multipart envelope.
     app.config["MAX_CONTENT_LENGTH"] = int(app.config["MAX_UPLOAD_MB"] * 1024 * 1024) + 64 * 1024
-    app.extensions["torchserve"] = client_from_config(app.config)
+    metrics = ProxyMetrics()
+    client = client_from_config(app.config, on_renewal=metrics.token_renewed)
+    metrics.watch_torchserve(client.health)
+    app.extensions["torchserve"] = client
+    app.extensions["metrics"] = metrics
+    observe.register(app)
     app.register_blueprint(pages.bp)
     app.register_blueprint(api.bp)
     errors.register(app)

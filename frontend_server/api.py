@@ -7,7 +7,7 @@ sends can address management or metrics, another model, or a version TorchServe 
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from frontend_server import upstream
 from frontend_server.errors import error_response
@@ -42,7 +42,10 @@ def segment() -> Response:
         output,
         tolerance=request.args.get(TOLERANCE_FIELD),
         version=request.args.get("version"),
+        request_id=g.request_id,
+        timer=current_app.extensions["metrics"].upstream.time,
     )
+    g.model_version, g.torchserve_id = answer.model_version, answer.torchserve_id
     return Response(answer.body, status=answer.status, content_type=answer.content_type)
 
 

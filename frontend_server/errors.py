@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, g, jsonify
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from frontend_server.upstream import UpstreamError
@@ -14,7 +14,8 @@ RETRY_AFTER_S = 1
 
 
 def error_response(status: int, message: str) -> Response:
-    response = jsonify({"code": status, "message": message})
+    """The JSON error, with the request's id (frontend_server.observe) to quote in a report."""
+    response = jsonify({"code": status, "message": message, "request_id": g.get("request_id")})
     response.status_code = status
     return response
 
@@ -22,6 +23,7 @@ def error_response(status: int, message: str) -> Response:
 def register(app: Flask) -> None:
     @app.errorhandler(UpstreamError)
     def upstream_error(exc: UpstreamError) -> Response:
+        g.cause = exc.cause  # the metrics count uploads by it
         response = error_response(exc.status, exc.message)
         if exc.status == 503:
             # Overload, a restarting worker or TorchServe down: all pass within seconds.

@@ -14,6 +14,9 @@ not idle); and each slow upload could spool up to the body cap to disk. This ser
   it) instead of leaving it queued;
 - counts the body bytes it holds for all requests together (memory and temporary files): past
   its budget (``SPOOL_BUDGET_UPLOADS``) the request that brings more gets a 503.
+
+Beside the public listener it runs the operators' one (/metrics, /status; see
+frontend_server.operator) when the app's ``METRICS_ADDRESS`` names one.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from waitress.server import TcpWSGIServer
 from waitress.utilities import Error
 
 from frontend_server.errors import RETRY_AFTER_S
+from frontend_server.operator import operator_server
 
 logger = logging.getLogger(__name__)
 
@@ -208,6 +212,22 @@ class Server(TcpWSGIServer):
         self.spool = SpoolBudget(spool_budget)
         self.overloaded = False
         super().__init__(app, **adjustments)
+        try:
+            self.operator = operator_server(app)
+        except Exception:
+            super().close()  # e.g. the operators' port is taken: free the public one too
+            raise
+
+    def run(self) -> None:
+        """Serve, with the operators' listener in a thread of its own."""
+        if self.operator is not None:
+            threading.Thread(target=self.operator.run, name="operator", daemon=True).start()
+        super().run()
+
+    def close(self) -> None:
+        if self.operator is not None:
+            self.operator.close()
+        super().close()
 
     def readable(self) -> bool:
         """Accept always (past the limit ``handle_accept`` refuses); waitress instead stops

@@ -15,17 +15,21 @@ from PIL import Image
 from handler.decoding import InputError
 from handler.imaging import Letterbox
 from handler.payload import Request
+from handler.quality import MaskQuality
 
 
 @dataclass
 class Item:
     """One request on its way through the batch."""
 
+    request_id: str = ""
+    """The caller's X-Request-ID, else TorchServe's own id for the request."""
     request: Request | None = None
     image: Image.Image | None = None
     box: Letterbox | None = None
     error: InputError | None = None
     labels: np.ndarray | None = None
+    quality: MaskQuality | None = None
     batch_size: int = 1
     timings: dict[str, float] = field(default_factory=dict)
 

@@ -4,7 +4,8 @@ One TorchServe batch = one forward pass. Each request is decoded and letterboxed
 a bad upload becomes a 4xx answer for that request only while the rest of the batch is served.
 Answers: JSON with a palette-PNG mask, an overlay, class statistics and timings, or (a form
 field ``output`` = ``mask`` / ``overlay``, or ``Accept: image/png`` / ``image/jpeg``) the image
-alone.
+alone. Each request is logged under its id (the caller's X-Request-ID, else TorchServe's) and
+each batch's metrics, the masks' quality included, go to TorchServe (handler/metrics.py).
 """
 
 from __future__ import annotations
@@ -17,18 +18,24 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from ts.metrics.dimension import Dimension
-from ts.metrics.metric_type_enum import MetricTypes
 from ts.torch_handler.base_handler import BaseHandler
 
 import handler
+from handler import metrics
 from handler.batch import Batch, Item
 from handler.decoding import InputError, decode_image
 from handler.imaging import letterbox_image
 from handler.model import autocast_dtype, load_exported, photo_labels
 from handler.model_card import model_card
 from handler.payload import has_image, parse_request
-from handler.protocol import OUTPUTS, TOLERANCE_HEADER
+from handler.protocol import (
+    MODEL_VERSION_HEADER,
+    OUTPUTS,
+    REQUEST_ID_HEADER,
+    TOLERANCE_HEADER,
+    valid_request_id,
+)
+from handler.quality import mask_quality
 from handler.rendering import (
     b64,
     class_stats,
@@ -147,22 +154,32 @@ class PetSegHandler(BaseHandler):
         good = iter(range(0 if batch.logits is None else len(batch.logits)))
         answers = []
         for index, item in enumerate(batch.items):
+            self._set_header(index, MODEL_VERSION_HEADER, self.version)
             if item.error is not None:
-                answers.append(self._error_answer(index, item.error))
+                answers.append(self._error_answer(index, item))
+                self._log(item, f"answered {item.error.status}")
                 continue
             item.timings["inference"] = batch.inference_ms
             item.batch_size = len(batch.items)
             start = time.perf_counter()
-            item.labels = photo_labels(
-                batch.logits[next(good)], item.box, item.image.height, item.image.width
-            )
+            logits = batch.logits[next(good)]
+            item.labels = photo_labels(logits, item.box, item.image.height, item.image.width)
+            item.quality = mask_quality(logits, item.box)
             answers.append(self._answer(index, item, start))
-        self._record_metrics(batch)
+            self._log(
+                item,
+                f"{item.request.output} of {item.image.width}x{item.image.height}, batch of "
+                f"{item.batch_size}, foreground {item.quality.foreground_fraction:.3f}",
+            )
+        if getattr(self.context, "metrics", None) is not None:
+            metrics.record(
+                self.context.metrics, batch, self.spec.name, self.version, self.spec.class_names
+            )
         return answers
 
     # -- per-request pieces -----------------------------------------------------------------
     def _prepare(self, index: int, row: dict) -> Item:
-        item = Item()
+        item = Item(request_id=self._request_id(index))
         start = time.perf_counter()
         try:
             item.request = parse_request(
@@ -178,6 +195,17 @@ class PetSegHandler(BaseHandler):
 
     def _header(self, index: int, name: str) -> str | None:
         return self.context.get_request_header(index, name) if self.context else None
+
+    def _request_id(self, index: int) -> str:
+        """The caller's X-Request-ID (the proxy always sends one), else TorchServe's id."""
+        given = valid_request_id(self._header(index, REQUEST_ID_HEADER))
+        if given is None and self.context is not None:
+            given = self.context.get_request_id(index)
+        return given or ""
+
+    def _log(self, item: Item, what: str) -> None:
+        """One line per request: its id ties it to the proxy's log and TorchServe's."""
+        logger.info("request %s, petseg %s: %s", item.request_id, self.version, what)
 
     def _letterbox(self, item: Item) -> np.ndarray:
         pixels, item.box = letterbox_image(
@@ -251,31 +279,24 @@ class PetSegHandler(BaseHandler):
             "timings_ms": item.timings,
         }
 
-    def _error_answer(self, index: int, error: InputError) -> str:
+    def _error_answer(self, index: int, item: Item) -> str:
+        error = item.error
         self._set_content_type(index, "application/json")
         if self.context is not None:
             self.context.set_response_status(error.status, error.message, idx=index)
-        return json.dumps({"code": error.status, "type": "InputError", "message": error.message})
+        return json.dumps(
+            {
+                "code": error.status,
+                "type": "InputError",
+                "message": error.message,
+                "request_id": item.request_id,
+            }
+        )
 
     def _set_content_type(self, index: int, value: str) -> None:
         if self.context is not None:
             self.context.set_response_content_type(index, value)
 
-    def _record_metrics(self, batch: Batch) -> None:
-        metrics = getattr(self.context, "metrics", None)
-        if metrics is None:
-            return
-        good = [item for item in batch.items if item.error is None]
-
-        def dims() -> list[Dimension]:
-            return [Dimension("ModelName", self.spec.name), Dimension("Level", "Model")]
-
-        metrics.add_metric(
-            "PetsegBatchSize", len(batch.items), None, "count", dims(), MetricTypes.GAUGE
-        )
-        metrics.add_counter("PetsegRejectedRequests", len(batch.items) - len(good), None, dims())
-        if good:
-            metrics.add_time("PetsegInferenceTime", batch.inference_ms, None, "ms", dims())
-            for stage in ("preprocess", "postprocess"):
-                mean = sum(item.timings[stage] for item in good) / len(good)
-                metrics.add_time(f"Petseg{stage.title()}Time", round(mean, 2), None, "ms", dims())
+    def _set_header(self, index: int, name: str, value: str) -> None:
+        if self.context is not None:
+            self.context.set_response_header(index, name, value)

@@ -7,6 +7,7 @@ the standard library, so the web app can read it without carrying the model code
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 MODEL_NAME = "petseg"
@@ -36,6 +37,23 @@ IMAGE_FIELDS = ("file", "image", "data")
 """Multipart fields that may hold the image, the documented one first. A raw body works too."""
 
 SAFE_BODY_TYPE = "application/octet-stream"
+
+REQUEST_ID_HEADER = "X-Request-ID"
+"""One id per upload, from the caller or made by the proxy, sent on to TorchServe: the proxy's
+log, TorchServe's access log and the handler's log all carry it. (TorchServe answers with an
+``x-request-id`` of its own, a UUID, which the handler logs beside ours.)"""
+REQUEST_ID_PARAM = "request_id"
+"""The same id as a query parameter of the prediction URL: TorchServe's access log records the
+URL and no header, and no query parameter reaches the handler, so it changes nothing else."""
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:@+=/-]{1,128}")
+"""UUIDs, W3C trace ids, base64 and the like; nothing that could break a log line or a URL."""
+MODEL_VERSION_HEADER = "X-Petseg-Model-Version"
+"""Set by the handler on every answer: the version that served it (the proxy's metric label)."""
+
+
+def valid_request_id(value: str | None) -> str | None:
+    """``value`` if it is usable as a request id, else None (the caller makes a new one)."""
+    return value if value is not None and _REQUEST_ID.fullmatch(value) else None
 
 
 def upload_content_type(declared: str | None) -> str:

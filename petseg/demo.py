@@ -3,7 +3,9 @@
 Reuses a TorchServe that already serves petseg (`petseg serve`) and leaves it running;
 otherwise starts one and stops it, workers included, on Ctrl-C or SIGTERM. With --external it
 only serves the page, in front of the TorchServe that the PETSEG_* variables name (another
-host, a bench).
+host, a bench). The demo serves the proxy's metrics and status page on ``DEMO_METRICS_ADDRESS``
+unless PETSEG_METRICS_ADDRESS says otherwise; --external follows that variable alone (several
+proxies on one machine cannot share a port).
 
 If the web server dies (its serve loop raises, or ends without Ctrl-C or SIGTERM), this says so
 on stderr, stops the TorchServe it started (or says that the reused one keeps running) and
@@ -13,15 +15,18 @@ exits with status 1, so that whatever supervises it sees the failure and can res
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import traceback
 
 from flask import Flask
 
-from frontend_server import create_app
+from frontend_server import ENV_PREFIX, create_app
 from frontend_server.wsgi import make_server, raise_fd_limit
 from petseg.launcher import Instance, start, stop, wait_ready
+
+DEMO_METRICS_ADDRESS = "127.0.0.1:5001"
 
 
 def torchserve_ready(instance: Instance) -> bool:
@@ -45,6 +50,9 @@ def run(args: argparse.Namespace, instance: Instance) -> int:
                     "TORCHSERVE_INFERENCE_URL": instance.url("inference"),
                     "TORCHSERVE_MANAGEMENT_URL": instance.url("management"),
                     "KEY_FILE": str(instance.key_file),
+                    "METRICS_ADDRESS": os.environ.get(
+                        f"{ENV_PREFIX}METRICS_ADDRESS", DEMO_METRICS_ADDRESS
+                    ),
                 }
             )
         failure = serve(app, args)
@@ -79,10 +87,14 @@ def serve(app: Flask, args: argparse.Namespace) -> str | None:
 
     signal.signal(signal.SIGINT, interrupt)
     signal.signal(signal.SIGTERM, interrupt)
+    operator = ""
+    if server.operator is not None:
+        base = f"http://{app.config['METRICS_ADDRESS']}"
+        operator = f"  operators:  {base}/status  {base}/metrics\n"
     print(
         f"\n  page:       http://{args.host}:{args.port}/\n"
         f"  API:        POST http://{args.host}:{args.port}/api/segment  (multipart 'file')\n"
-        f"  health:     GET  http://{args.host}:{args.port}/api/health\n"
+        f"  health:     GET  http://{args.host}:{args.port}/api/health\n{operator}"
         f"  TorchServe: {app.config['TORCHSERVE_INFERENCE_URL']}/predictions/"
         f"{app.config['MODEL_NAME']} (keys: {app.config['KEY_FILE']})\n"
         f"  Ctrl-C stops {'the page' if args.external else 'everything'}.\n",

@@ -19,7 +19,7 @@ import requests
 from model_training.synth import generate
 from petseg.launcher import Instance, start, stop, unused_ports, wait_ready
 from tests.support import traffic
-from tests.support.stack import name_ports, running_proxy
+from tests.support.stack import Web, name_ports, running_web
 from tests.support.training import tiny_train_args, write_kaggle_layout
 
 with warnings.catch_warnings():
@@ -32,6 +32,7 @@ FOLDER_MARKERS = {
     "model": ("slow",),
     "integration": ("slow", "integration"),
     "system": ("slow", "system"),
+    "container": ("slow", "container"),
 }
 
 
@@ -110,7 +111,13 @@ def server(model_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 
 @pytest.fixture(scope="session")
-def proxy(server: Instance) -> Iterator[str]:
-    """The proxy's base URL, in front of the session's TorchServe."""
-    with running_proxy(server) as url:
-        yield url
+def web(server: Instance) -> Iterator[Web]:
+    """The web app in front of the session's TorchServe: public and operators' URLs."""
+    with running_web(server) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def proxy(web: Web) -> str:
+    """The proxy's base URL."""
+    return web.url

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -18,6 +19,8 @@ from handler.protocol import (
     DEFAULT_OUTPUT,
     MODEL_NAME,
     OUTPUTS,
+    REQUEST_ID_HEADER,
+    REQUEST_ID_PARAM,
     TOLERANCE_HEADER,
     upload_content_type,
 )
@@ -52,7 +55,9 @@ class Health:
 class TorchServe:
     """A client of one TorchServe and one model name (all its versions).
 
-    Safe to share between threads: each thread gets its own connection pool.
+    Safe to share between threads: each thread gets its own connection pool. ``on_renewal``
+    is called with the kind of key ('inference', 'management') each time a refused key is
+    renewed: the web proxy counts renewals with it, without this client knowing of metrics.
     """
 
     def __init__(
@@ -63,6 +68,7 @@ class TorchServe:
         model: str = MODEL_NAME,
         timeout: float = 60.0,
         user_agent: str | None = None,
+        on_renewal: Callable[[str], None] | None = None,
     ) -> None:
         self.inference_url = inference_url.rstrip("/")
         self.management_url = management_url.rstrip("/")
@@ -70,6 +76,7 @@ class TorchServe:
         self.model = model
         self.timeout = timeout
         self.user_agent = user_agent
+        self.on_renewal = on_renewal
         self._local = threading.local()
 
     @property
@@ -110,6 +117,8 @@ class TorchServe:
         response = self._send(method, base + path, key, timeout, **kwargs)
         if response.status_code == 400 and INVALID_KEY in response.text:
             fresh = self.keys.renewed(kind, key, lambda: self.rotate(kind))
+            if self.on_renewal is not None:
+                self.on_renewal(kind)
             response = self._send(method, base + path, fresh, timeout, **kwargs)
             if response.status_code == 400 and INVALID_KEY in response.text:
                 raise TorchServeError(f"TorchServe refused the renewed {kind} key", 400)
@@ -134,15 +143,21 @@ class TorchServe:
         output: str = DEFAULT_OUTPUT,
         version: str | None = None,
         tolerance: str | float | None = None,
+        request_id: str | None = None,
     ) -> requests.Response:
         """Send one image (bytes, or a stream sent without copying) and return the answer as
         TorchServe gave it: 200 with the ``output``, or its error status and JSON message.
-        ``tolerance``: polygon simplification in pixels (the handler checks it)."""
+        ``tolerance``: polygon simplification in pixels (the handler checks it);
+        ``request_id``: goes in a header (the handler logs it) and in the URL (TorchServe's
+        access log shows it)."""
         headers = {"Accept": OUTPUTS[output], "Content-Type": upload_content_type(content_type)}
+        params = {}
         if tolerance is not None:
             headers[TOLERANCE_HEADER] = str(tolerance)
+        if request_id is not None:
+            headers[REQUEST_ID_HEADER] = params[REQUEST_ID_PARAM] = request_id
         path = f"/predictions/{self.model}" + (f"/{version}" if version else "")
-        return self.call("inference", "POST", path, data=image, headers=headers)
+        return self.call("inference", "POST", path, data=image, headers=headers, params=params)
 
     # -- management ----------------------------------------------------------------------------
     def manage(self, method: str, path: str, **params: Any) -> Any:

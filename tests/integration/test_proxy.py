@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import io
 import json
+import logging
+import re
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from frontend_server import create_app
-from handler.protocol import OUTPUTS
+from handler.protocol import OUTPUTS, REQUEST_ID_HEADER
 from tests.support import images
+from tests.support.logs import wait_for_line
 from tests.support.masks import from_polygons, from_rle, iou
 from tests.support.stack import app_config
-from tests.support.web import upload
+from tests.support.web import sample, upload
 
 
 @pytest.fixture
@@ -44,6 +47,26 @@ def test_a_stale_key_in_the_key_file_is_renewed_and_retried(client, server):
     response = upload(client, images.jpeg())
     assert response.status_code == 200
     assert server.keys()["inference"] != json.loads(stale)["inference"]["key"]
+    renewals = sample(client.application, "petseg_proxy_token_renewals_total", key="inference")
+    assert renewals == 1
+
+
+def test_one_upload_can_be_followed_from_the_proxy_to_the_handler(client, server, caplog):
+    with caplog.at_level(logging.INFO, logger="frontend_server.access"):
+        response = client.post(
+            "/api/segment",
+            data={"file": (io.BytesIO(images.jpeg(90, 60)), "cat.jpg")},
+            headers={REQUEST_ID_HEADER: "follow-me-1"},
+        )
+    assert response.status_code == 200 and response.headers[REQUEST_ID_HEADER] == "follow-me-1"
+    (proxy_line,) = [r.getMessage() for r in caplog.records if "follow-me-1" in r.getMessage()]
+    assert re.fullmatch(
+        r"follow-me-1 POST api.segment 200 [\d.]+ ms ok version=1.0 torchserve_id=[-0-9a-f]{36}",
+        proxy_line,
+    )
+    logs = server.workdir / "logs"
+    wait_for_line(logs / "access_log.log", "/predictions/petseg?request_id=follow-me-1 ")
+    wait_for_line(logs / "model_log.log", "request follow-me-1, petseg 1.0: json of 90x60")
 
 
 def test_tokens_never_reach_the_client(client, server):

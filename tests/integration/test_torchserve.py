@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -13,10 +14,12 @@ import requests
 import yaml
 from PIL import Image
 
-from handler.protocol import OUTPUTS
+from handler.metrics import DECLARED
+from handler.protocol import MODEL_VERSION_HEADER, OUTPUTS
 from petseg.archive import MODEL_CONFIG, build_archive
 from petseg.launcher import Instance
 from tests.support import images
+from tests.support.logs import wait_for_line
 from tests.support.masks import from_polygons, from_rle
 from torchserve_client import TorchServeError
 
@@ -91,15 +94,24 @@ def test_metrics_show_torchserve_and_handler_metrics(server):
     infer(server, images.jpeg())
     infer(server, b"")
     text = requests.get(server.url("metrics", "/metrics"), timeout=10).text
-    for name in (
-        "ts_inference_requests_total",
-        "PetsegInferenceTime",
-        "PetsegBatchSize",
-        "PetsegPreprocessTime",
-        "PetsegPostprocessTime",
-        "PetsegRejectedRequests",
-    ):
+    for name in ("ts_inference_requests_total", *DECLARED):
         assert name in text, f"{name} missing from /metrics"
+    # dimensions become labels: the model's name and version on each handler metric
+    labels = r'\{ModelName="petseg",ModelVersion="1.0",Level="Model"'
+    assert re.search(rf'PetsegForegroundFraction_bucket{labels},Hostname="[^"]+",le="0.005"', text)
+    assert re.search(rf'PetsegClassPresent{labels},Class="cat",', text)
+
+
+def test_a_request_id_reaches_torchserve_s_access_log_and_the_handler_s_log(server):
+    logs = server.workdir / "logs"
+    response = server.client().predict(images.jpeg(), "image/jpeg", request_id="trace-me-42")
+    assert response.status_code == 200 and response.headers[MODEL_VERSION_HEADER] == "1.0"
+    line = wait_for_line(logs / "access_log.log", "request_id=trace-me-42")
+    assert '"POST /predictions/petseg?request_id=trace-me-42 HTTP/1.1" 200' in line
+    wait_for_line(logs / "model_log.log", "request trace-me-42, petseg 1.0: json of 160x120")
+    # Without an id of the caller's, the handler logs TorchServe's own (its answer's header).
+    anonymous = infer(server, images.jpeg()).headers["x-request-id"]
+    wait_for_line(logs / "model_log.log", f"request {anonymous}, petseg 1.0")
 
 
 def test_management_versions_scaling_and_unregister(server, tiny_export):

@@ -2,6 +2,8 @@
 
 import io
 import json
+import logging
+import re
 
 import numpy as np
 import pytest
@@ -9,8 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from handler import metrics
 from handler.petseg_handler import PetSegHandler
-from handler.protocol import OUTPUTS
+from handler.protocol import MODEL_VERSION_HEADER, OUTPUTS, REQUEST_ID_HEADER
 from handler.settings import HandlerConfig
 from tests.support import images
 from tests.support.handler_context import FakeContext, run
@@ -54,6 +57,35 @@ def test_mixed_batch_answers_each_request_on_its_own(handler, tiny_export):
         assert context.content_types[index] == "application/json"
     assert context.metrics.recorded["PetsegBatchSize"] == 8
     assert context.metrics.recorded["PetsegRejectedRequests"] == 5
+
+
+def test_each_request_is_logged_under_its_id_and_its_mask_measured(handler, tiny_export, caplog):
+    rows = [{"body": images.jpeg(120, 90)}, {"body": b"junk"}, {"body": images.jpeg(64, 48)}]
+    headers = {0: {REQUEST_ID_HEADER: "upload-1"}, 1: {REQUEST_ID_HEADER: "upload-2"}}
+    with caplog.at_level(logging.INFO, logger="handler.petseg_handler"):
+        answers, context = run(handler, rows, tiny_export, headers=headers)
+    assert json.loads(answers[1])["request_id"] == "upload-2"
+    expected = [
+        r"request upload-1, petseg 1\.0: json of 120x90, batch of 3, foreground [\d.]+",
+        r"request upload-2, petseg 1\.0: answered 415",
+        r"request torchserve-2, petseg 1\.0: json of 64x48, batch of 3, foreground [\d.]+",
+    ]
+    lines = [record.getMessage() for record in caplog.records]
+    assert len(lines) == 3 and all(map(re.fullmatch, expected, lines)), lines
+    assert all(context.response_headers[i][MODEL_VERSION_HEADER] == "1.0" for i in range(3))
+
+    emitted = context.metrics.emitted
+    assert all(dims[:3] == ["petseg", "1.0", "Model"] for _, _, _, dims, _ in emitted)
+    masks = [(value, rid) for name, _, value, _, rid in emitted if name == metrics.FOREGROUND]
+    assert [rid for _, rid in masks] == ["upload-1", "torchserve-2"]
+    assert all(0 <= value <= 1 for value, _ in masks)
+    counters = {(name, tuple(dims[3:])): value for name, _, value, dims, _ in emitted}
+    assert counters[metrics.REJECTED, ()] == 1 and counters[metrics.BATCH_SIZE, ()] == 3
+    assert counters[metrics.EMPTY_MASKS, ()] == sum(value == 0 for value, _ in masks)
+    assert {key for key in counters if key[0] == metrics.CLASS_PRESENT} == {
+        (metrics.CLASS_PRESENT, ("cat",)),
+        (metrics.CLASS_PRESENT, ("dog",)),
+    }
 
 
 def test_result_describes_classes_and_found_regions(handler, tiny_export):

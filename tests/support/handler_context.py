@@ -4,13 +4,28 @@ from __future__ import annotations
 
 
 class FakeMetrics:
+    """Keeps the last value of each metric, and every emission of the handler's own."""
+
     def __init__(self):
         self.recorded = {}
+        self.emitted = []  # (name, type, value, dimension values, request id)
 
     def _add(self, name, value, *args, **kwargs):
         self.recorded[name] = value
 
     add_time = add_metric = add_counter = _add
+
+    def get_metric(self, name, metric_type):
+        metrics = self
+
+        class Metric:
+            def add_or_update(self, value, dimension_values=(), request_id=""):
+                metrics.recorded[name] = value
+                metrics.emitted.append(
+                    (name, metric_type, value, list(dimension_values), request_id)
+                )
+
+        return Metric()
 
 
 class FakeContext:
@@ -26,9 +41,16 @@ class FakeContext:
         self.model_yaml_config = yaml or {}
         self.metrics = FakeMetrics()
         self.headers, self.statuses, self.content_types = {}, {}, {}
+        self.response_headers = {}
 
     def get_request_header(self, idx, key):
         return self.headers.get(idx, {}).get(key)
+
+    def get_request_id(self, idx=0):
+        return f"torchserve-{idx}"
+
+    def set_response_header(self, idx, key, value):
+        self.response_headers.setdefault(idx, {})[key] = value
 
     def set_response_status(self, code=200, phrase="", idx=0):
         self.statuses[idx] = (code, phrase)

@@ -5,7 +5,11 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
+
+import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from frontend_server import create_app
 from frontend_server.wsgi import make_server
@@ -28,17 +32,44 @@ def app_config(instance: Instance) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class Web:
+    """A running web app: its public base URL, its operators' listener (/metrics, /status)."""
+
+    url: str
+    operator_url: str
+
+
 @contextlib.contextmanager
-def running_proxy(instance: Instance, threads: int = 16, **config: Any) -> Iterator[str]:
-    """The web app, served by its production server in a thread, in front of ``instance``."""
-    app = create_app({**app_config(instance), **config})
+def running_web(instance: Instance, threads: int = 16, **config: Any) -> Iterator[Web]:
+    """The web app, served by its production server in a thread, in front of ``instance``,
+    with its operators' listener on a free loopback port."""
+    app = create_app({**app_config(instance), "METRICS_ADDRESS": "127.0.0.1:0", **config})
     web = make_server(app, "127.0.0.1", 0, threads)
     port = int(web.effective_port)  # waitress reports it as a str
     traffic.name_port(port, "proxy")
+    traffic.name_port(int(web.operator.effective_port), "proxy operators")
     thread = threading.Thread(target=web.run, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield Web(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{web.operator.effective_port}")
     finally:
         web.close()
         thread.join(timeout=10)
+
+
+@contextlib.contextmanager
+def running_proxy(instance: Instance, threads: int = 16, **config: Any) -> Iterator[str]:
+    """``running_web``'s public base URL."""
+    with running_web(instance, threads, **config) as web:
+        yield web.url
+
+
+def scraped(operator_url: str, name: str, **labels: str) -> float:
+    """One sample of a running proxy's /metrics, as Prometheus would read it (0 if absent)."""
+    text = requests.get(f"{operator_url}/metrics", timeout=10).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return sample.value
+    return 0.0

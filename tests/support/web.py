@@ -1,8 +1,25 @@
-"""Uploads to the web app through Flask's test client."""
+"""The web app without a TorchServe, and uploads to it through Flask's test client."""
 
 from __future__ import annotations
 
 import io
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from petseg.launcher import free_ports
+
+
+def offline_config(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
+    """Settings of an app whose TorchServe is down: nothing listens, no key file."""
+    port = free_ports(1)[0]
+    return {
+        "TORCHSERVE_INFERENCE_URL": f"http://127.0.0.1:{port}",
+        "TORCHSERVE_MANAGEMENT_URL": f"http://127.0.0.1:{port}",
+        "KEY_FILE": str(tmp_path / "missing.json"),
+        **overrides,
+    }
 
 
 def upload(client, data: bytes, name: str = "cat.jpg", output: str | None = None, field="file"):
@@ -12,3 +29,8 @@ def upload(client, data: bytes, name: str = "cat.jpg", output: str | None = None
         data={field: (io.BytesIO(data), name)},
         content_type="multipart/form-data",
     )
+
+
+def sample(app: Flask, name: str, **labels: str) -> float:
+    """A value of the app's metrics (0 for a series that does not exist yet)."""
+    return app.extensions["metrics"].registry.get_sample_value(name, labels) or 0.0

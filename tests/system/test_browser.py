@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import requests
 
 from petseg.archive import build_archive
 from tests.support import images
@@ -96,6 +97,23 @@ def test_a_non_image_shows_a_clear_error(browser, page_url, tmp_path):
     WebDriverWait(browser, 30).until(lambda d: error.is_displayed())
     assert "HTTP 415" in error.text and "not a supported image" in error.text
     browser.save_screenshot(str(SCREENSHOTS / "error.png"))
+
+
+def test_the_status_page_shows_live_figures_for_operators(browser, web):
+    from selenium.webdriver.common.by import By
+
+    for size in ((320, 240), (200, 150), (500, 375)):
+        photo = {"file": ("photo.jpg", images.jpeg(*size))}
+        assert requests.post(f"{web.url}/api/segment", files=photo, timeout=60).ok
+    browser.get(f"{web.operator_url}/status")
+    figure = {e.get_attribute("id"): e.text for e in browser.find_elements(By.TAG_NAME, "dd")}
+    assert float(figure["uploads-per-minute"]) > 0 and figure["p95"].endswith(" ms")
+    assert figure["torchserve"] == "up" and figure["versions"] == "1.0"
+    assert int(figure["ready-workers"].split(" of ")[0]) >= 1
+    size = browser.get_window_size()
+    browser.set_window_size(640, 480)
+    browser.save_screenshot(str(SCREENSHOTS / "status.png"))
+    browser.set_window_size(size["width"], size["height"])
 
 
 def test_sample_button_segments_a_sample(browser, page_url):

@@ -16,7 +16,7 @@ import requests
 
 from petseg.launcher import Instance, start, stop, unused_ports, wait_ready
 from tests.support import images
-from tests.support.stack import name_ports, running_proxy
+from tests.support.stack import name_ports, running_web, scraped
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +27,8 @@ def stack(model_store, tmp_path_factory):
     state = {"instance": instance, "process": start(instance)}
     try:
         wait_ready(instance, state["process"], timeout=240)
-        with running_proxy(instance, threads=24, TIMEOUT_S=30.0) as url:
-            state["url"] = url
+        with running_web(instance, threads=24, TIMEOUT_S=30.0) as web:
+            state["url"], state["operator"] = web.url, web.operator_url
             yield state
     finally:
         stop(instance, state["process"])
@@ -96,6 +96,10 @@ def test_a_killed_worker_is_replaced_and_clients_see_few_clean_errors(stack):
     instance = stack["instance"]
     victim = wait_workers_ready(instance, 2)[0]["pid"]
     body = images.jpeg(200, 150)
+    refusals = ("overloaded", "worker_failed")
+    counted = {
+        c: scraped(stack["operator"], "petseg_proxy_uploads_total", outcome=c) for c in refusals
+    }
     results: list[requests.Response] = []
 
     def load():
@@ -113,6 +117,8 @@ def test_a_killed_worker_is_replaced_and_clients_see_few_clean_errors(stack):
     for response in results:
         if response.status_code == 503:
             assert response.json()["message"]
+    now = {c: scraped(stack["operator"], "petseg_proxy_uploads_total", outcome=c) for c in refusals}
+    assert sum(now.values()) - sum(counted.values()) == codes[503], (counted, now)
     replaced = wait_workers_ready(instance, 2)
     assert victim not in {w["pid"] for w in replaced}
     assert all(post(stack["url"], body).status_code == 200 for _ in range(10))
@@ -126,11 +132,14 @@ def test_torchserve_down_gives_503_and_the_proxy_recovers_by_itself(stack):
     assert "TorchServe" in response.json()["message"]
     health = requests.get(f"{stack['url']}/api/health", timeout=10)
     assert health.status_code == 503 and health.json()["torchserve"] == "down"
+    assert scraped(stack["operator"], "petseg_torchserve_up") == 0
+    assert scraped(stack["operator"], "petseg_proxy_uploads_total", outcome="torchserve_down")
 
     stack["process"] = start(instance)
     wait_ready(instance, stack["process"], timeout=240)
     assert requests.get(f"{stack['url']}/api/health", timeout=10).status_code == 200
     assert post(stack["url"], images.jpeg()).status_code == 200
+    assert scraped(stack["operator"], "petseg_torchserve_up") == 1
 
 
 @pytest.fixture(scope="module")
@@ -143,8 +152,8 @@ def small_queue(model_store, tmp_path_factory):
     process = start(instance)
     try:
         wait_ready(instance, process, timeout=240)
-        with running_proxy(instance, threads=48) as url:
-            yield instance, url
+        with running_web(instance, threads=48) as web:
+            yield instance, web
     finally:
         stop(instance, process)
 
@@ -162,7 +171,8 @@ def burst(send, count: int) -> list[requests.Response]:
 
 
 def test_a_full_queue_is_a_quick_503_to_retry_not_a_hang(small_queue):
-    instance, url = small_queue
+    instance, web = small_queue
+    url = web.url
     body = images.jpeg(1200, 900)
     headers = {"Authorization": f"Bearer {instance.keys()['inference']}"}
     direct = burst(
@@ -186,6 +196,8 @@ def test_a_full_queue_is_a_quick_503_to_retry_not_a_hang(small_queue):
     assert all("overloaded" in m and "retry" in m for m in messages), messages
     assert time.monotonic() - started < 45, "a full queue must not make clients wait"
     assert post(url, body).status_code == 200
+    overloaded = scraped(web.operator_url, "petseg_proxy_uploads_total", outcome="overloaded")
+    assert overloaded == len(refused)
 
 
 @pytest.mark.parametrize(
@@ -198,6 +210,8 @@ def test_a_full_queue_is_a_quick_503_to_retry_not_a_hang(small_queue):
         "/models/petseg",
         "/api/segment%2F..%2F..%2Fmodels",
         "/metrics",
+        "/status",
+        "/api/../status",
         "/api/token",
     ],
 )

@@ -23,6 +23,7 @@ ALLOWED = {
         "werkzeug",
         "waitress",
         "requests",
+        "prometheus_client",
         "torchserve_client",
         "handler.protocol",
     },

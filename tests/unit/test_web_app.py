@@ -9,24 +9,14 @@ import threading
 import pytest
 
 from frontend_server import create_app, settings_from_env
-from petseg.launcher import free_ports
 from tests.support import images
-from tests.support.web import upload
+from tests.support.web import offline_config, upload
 
 
 @pytest.fixture
 def offline_client(tmp_path):
     """An app whose TorchServe is down: nothing listens, no key file."""
-    port = free_ports(1)[0]
-    app = create_app(
-        {
-            "TORCHSERVE_INFERENCE_URL": f"http://127.0.0.1:{port}",
-            "TORCHSERVE_MANAGEMENT_URL": f"http://127.0.0.1:{port}",
-            "KEY_FILE": str(tmp_path / "missing.json"),
-            "MAX_UPLOAD_MB": 0.05,
-        }
-    )
-    return app.test_client()
+    return create_app(offline_config(tmp_path, MAX_UPLOAD_MB=0.05)).test_client()
 
 
 def test_page_and_static_files_are_served(offline_client):

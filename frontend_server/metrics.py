@@ -1,0 +1,152 @@
+"""The web proxy's Prometheus metrics, one registry per app.
+
+waitress runs the app in one process with many threads. prometheus_client's metrics are
+thread-safe (each value has its lock) and live in that process's memory, so one registry holds
+every request's figures; its multiprocess mode (a file per process, merged at scrape time) is
+for servers that fork workers, such as gunicorn, and is not needed. Each app has a registry of
+its own rather than the library's global one, so that several apps in one process (the tests)
+never share or collide.
+
+Buckets come from `make bench` (README): at 1 client a 500x375 upload takes 50 ms (p95 57-64),
+at 4 clients ~100 ms (p95 105-136), at 16 clients 210-250 ms (p95 280-360), a 12-megapixel
+photo 0.35-6 s, and the timeout is 60 s. The buckets are dense from 10 ms to 400 ms, where
+those figures and an SLO of 1 s fall, so histogram_quantile() lands within ~15% there, and
+coarse beyond.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    disable_created_metrics,
+)
+from prometheus_client.core import GaugeMetricFamily
+
+from frontend_server.upstream import CAUSES
+from torchserve_client import Health
+
+LATENCY_BUCKETS = (
+    0.005, 0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.08, 0.1, 0.125, 0.15, 0.2, 0.25,
+    0.3, 0.4, 0.5, 0.75, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0,
+)  # fmt: skip
+"""Seconds (see the module's docstring)."""
+UPLOAD_BUCKETS = (*(2**n * 1024 for n in range(4, 16)), 40 * 2**20)
+"""Bytes: 16 KiB to 32 MiB by doubling (a phone photo is 2-6 MB, the limit 20 MB), and the
+server's cap of twice the limit."""
+OUTCOMES = ("ok", "bad_input", "too_large", *CAUSES, "internal_error")
+"""Every upload ends in exactly one: answered, refused for its content or size, or one of the
+upstream failures (frontend_server.upstream.CAUSES), or a bug."""
+REQUEST_DURATION = "petseg_proxy_request_duration_seconds"
+SEGMENT_ROUTE = "api.segment"
+NO_VERSION = "none"
+"""The model_version label of answers no model gave (a page, a refused upload)."""
+
+
+def status_class(status: int) -> str:
+    return f"{status // 100}xx"
+
+
+def outcome(status: int, cause: str | None = None) -> str:
+    """An upload's outcome from its status and, for a 5xx, the cause the proxy recorded."""
+    if status < 400:
+        return "ok"
+    if status == 413:
+        return "too_large"
+    if status < 500:
+        return "bad_input"
+    return cause if cause in CAUSES else "internal_error"
+
+
+class ProxyMetrics:
+    """The proxy's metrics (names below) and the registry that exports them."""
+
+    def __init__(self) -> None:
+        disable_created_metrics()  # no *_created series: Prometheus would store them as gauges
+        self.registry = CollectorRegistry()
+        self.requests = Histogram(
+            REQUEST_DURATION,
+            "Time from the app receiving a request (its body already buffered) to its answer",
+            ["route", "status_class", "model_version"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.upstream = Histogram(
+            "petseg_proxy_upstream_duration_seconds",
+            "Time of one prediction call to TorchServe, queueing and token renewal included",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.upload_bytes = Histogram(
+            "petseg_proxy_upload_bytes",
+            "Size of each POST /api/segment request body, multipart envelope included",
+            buckets=UPLOAD_BUCKETS,
+            registry=self.registry,
+        )
+        self.in_flight = Gauge(
+            "petseg_proxy_requests_in_flight",
+            "Requests the app is working on now",
+            registry=self.registry,
+        )
+        self.outcomes = Counter(
+            "petseg_proxy_uploads",
+            "POST /api/segment requests by how they ended",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.renewals = Counter(
+            "petseg_proxy_token_renewals",
+            "TorchServe keys renewed after TorchServe refused them (expired or rotated)",
+            ["key"],
+            registry=self.registry,
+        )
+        for name in OUTCOMES:  # every series exists from the start: rates and ratios work
+            self.outcomes.labels(name)
+        for key in ("inference", "management"):
+            self.renewals.labels(key)
+        ProcessCollector(registry=self.registry)
+
+    def watch_torchserve(self, health: Callable[[], Health]) -> None:
+        """Export TorchServe's state as ``health()`` reports it, asked at each scrape."""
+        self.registry.register(TorchServeCollector(health))
+
+    def token_renewed(self, key: str) -> None:
+        self.renewals.labels(key).inc()
+
+    def observe_request(self, route: str, status: int, version: str, seconds: float) -> None:
+        self.requests.labels(route, status_class(status), version).observe(seconds)
+
+    def observe_upload(self, size: int, ending: str) -> None:
+        self.upload_bytes.observe(size)
+        self.outcomes.labels(ending).inc()
+
+
+class TorchServeCollector:
+    """TorchServe as the proxy sees it, at scrape time, through the same management call as
+    GET /api/health (the proxy holds the management key; nothing of it is exported)."""
+
+    def __init__(self, health: Callable[[], Health]) -> None:
+        self.health = health
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        state = self.health()
+        yield GaugeMetricFamily(
+            "petseg_torchserve_up",
+            "1 when TorchServe answers the proxy's management call",
+            value=int(state.reachable),
+        )
+        yield GaugeMetricFamily(
+            "petseg_torchserve_ready_workers",
+            "READY workers of the model's default version",
+            value=state.ready_workers,
+        )
+        yield GaugeMetricFamily(
+            "petseg_torchserve_workers",
+            "Workers of the model's default version, in any state",
+            value=state.workers,
+        )

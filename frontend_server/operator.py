@@ -1,0 +1,79 @@
+"""The operators' listener: GET /metrics (Prometheus's text format) and GET /status (live
+figures), on an address of their own, ``METRICS_ADDRESS`` (``PETSEG_METRICS_ADDRESS``).
+
+The public app has no such routes, so no path trick on the public port (``/api/../metrics``,
+``%2e%2e``, an absolute URL in the request line) can reach them: there is nothing to reach.
+Bind the listener to loopback (`petseg run`: 127.0.0.1:5001), or in a cluster to the pod's
+address on a port that only the monitoring namespace may reach (README "Monitoring"). What it
+serves holds counts, timings and version strings, never a key, a URL or a file path.
+"""
+
+from __future__ import annotations
+
+import socket
+
+from flask import Flask, Response, render_template, request
+from prometheus_client.exposition import choose_encoder
+from waitress.server import BaseWSGIServer, create_server
+
+from frontend_server.metrics import ProxyMetrics
+from frontend_server.status import StatusWindow
+
+THREADS = 2
+CONNECTION_LIMIT = 32
+"""A scraper and a few operators' browsers; the listener is not meant for the public."""
+REFRESH_S = 5
+"""The status page reloads itself this often."""
+
+
+def operator_app(metrics: ProxyMetrics) -> Flask:
+    """A small app over the public app's metrics: the two routes and nothing else."""
+    app = Flask(__name__)
+    window = StatusWindow(metrics)
+
+    @app.get("/metrics")
+    def scrape() -> Response:
+        encode, content_type = choose_encoder(request.headers.get("Accept"))
+        return Response(encode(metrics.registry), content_type=content_type)
+
+    @app.get("/status")
+    def status() -> str:
+        return render_template("status.html", figures=window.figures(), refresh_s=REFRESH_S)
+
+    return app
+
+
+def parse_address(address: str) -> tuple[str, int]:
+    """'host:port' (a bracketed IPv6 host too) -> (host, port)."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"METRICS_ADDRESS={address!r}: give host:port, such as 127.0.0.1:5001")
+    return host.strip("[]"), int(port)
+
+
+def operator_server(app: Flask) -> BaseWSGIServer | None:
+    """The listener for ``app``'s metrics, bound now (port 0: any free one), or None when
+    ``METRICS_ADDRESS`` is empty. It has a socket map of its own: run it in its own thread."""
+    address = app.config["METRICS_ADDRESS"]
+    if not address:
+        return None
+    host, port = parse_address(address)
+    # Bound here, before waitress starts threads and a wake-up pipe that a failed bind leaks.
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        listener = socket.create_server((host, port), family=family)
+    except OSError as exc:
+        raise OSError(
+            exc.errno,
+            f"the operators' listener cannot bind {address} ({exc.strerror}): set "
+            "PETSEG_METRICS_ADDRESS to another host:port, or to nothing for none",
+        ) from exc
+    return create_server(
+        operator_app(app.extensions["metrics"]),
+        map={},
+        sockets=[listener],
+        threads=THREADS,
+        connection_limit=CONNECTION_LIMIT,
+        channel_timeout=10,
+        asyncore_use_poll=True,
+    )
