@@ -15,11 +15,18 @@ include config/train-demo.mk
 # Epochs, input size, batch size...: `petseg train --help` holds the defaults.
 RUN        ?= runs/train
 TRAIN_ARGS ?=
+# Containers (`.venv/bin/python -m deploy.images --help`): the images' tag, the pod's name and
+# its page's port on 127.0.0.1; more build options, e.g. IMAGE_ARGS='--flavour cpu'.
+IMAGE_TAG  ?= latest
+POD        ?= petseg
+POD_PORT   ?= 5001
+IMAGE_ARGS ?=
 # The archive is the handler package, whole: any change in it rebuilds the .mar; the operator's
 # tools (petseg/) and the web app do not.
 HANDLER_FILES := $(shell find handler -type f -not -path '*/__pycache__/*')
 
-.PHONY: help setup run train-demo train evaluate archive serve stop bench browser lint format test clean
+.PHONY: help setup run train-demo train evaluate archive serve stop bench browser prometheus containers \
+	image image-run image-stop kubectl manifests balancer cluster cluster-stop lint format test clean
 
 help:
 	@echo "make run          the demo: model (trained if missing), TorchServe and the web page"
@@ -30,13 +37,18 @@ help:
 	@echo "make archive      build model_store/petseg.mar from $(EXPORT_DIR) (trains the demo if missing)"
 	@echo "make serve        start TorchServe on 127.0.0.1:8080-8082 with petseg loaded"
 	@echo "make stop         stop it"
+	@echo "make cluster N=2  N instances behind nginx on 127.0.0.1:$(CLUSTER_PORT); make cluster-stop"
 	@echo "make bench [BENCH_ARGS=--long]  the model's limit vs a naive server vs TorchServe"
+	@echo "make image        the model-server and web images (podman), from $(EXPORT_DIR)"
+	@echo "make image-run    both in a pod, the page on 127.0.0.1:$(POD_PORT); make image-stop"
+	@echo "make manifests [OVERLAY=gpu]  the Kubernetes manifests, rendered (deploy/k8s)"
 	@echo "make test         run the test suite"
 	@echo "make lint         ruff check + format check"
 
 setup: $(STAMP)
 
-$(STAMP): requirements.txt requirements-dev.txt handler/requirements.txt pyproject.toml
+$(STAMP): requirements.txt requirements-dev.txt handler/requirements.txt \
+		frontend_server/requirements.txt deploy/model-server/requirements.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
@@ -89,6 +101,15 @@ bench: $(EXPORT_DIR)/model_spec.json | $(STAMP)
 stop: | $(STAMP)
 	$(PETSEG) stop
 
+# N instances (TorchServe + web proxy each) behind nginx on 127.0.0.1:$(CLUSTER_PORT).
+N ?= 2
+CLUSTER_PORT ?= 8000
+cluster: model_store/petseg.mar balancer
+	$(PETSEG) cluster start --count $(N) --port $(CLUSTER_PORT)
+
+cluster-stop: | $(STAMP)
+	$(PETSEG) cluster stop
+
 lint: | $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -104,7 +125,51 @@ browser:
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 		  chromium chromium-driver >/dev/null; }
 
-test: browser | $(STAMP)
+# Debian's Prometheus (2.42) and promtool: the monitoring tests scrape TorchServe and the proxy
+# with it, and check and unit-test the alert rules (config/prometheus/).
+prometheus:
+	@command -v prometheus >/dev/null && command -v promtool >/dev/null || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+		  --no-install-recommends prometheus >/dev/null; }
+
+# podman, the runtime it needs here (crun refuses this kind of VM's cgroups) and debootstrap for a
+# base image where no image registry answers: for the images and their tests.
+containers:
+	@command -v podman >/dev/null && command -v runc >/dev/null && command -v debootstrap >/dev/null || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+		  podman runc debootstrap >/dev/null; }
+
+# Layers are reused while their inputs are unchanged: a rebuild with nothing new takes seconds.
+image: $(EXPORT_DIR)/model_spec.json containers | $(STAMP)
+	$(PY) -m deploy.images build --tag $(IMAGE_TAG) --export-dir $(EXPORT_DIR) $(IMAGE_ARGS)
+
+image-run: image
+	$(PY) -m deploy.images run --tag $(IMAGE_TAG) --name $(POD) --port $(POD_PORT)
+
+image-stop: containers | $(STAMP)
+	$(PY) -m deploy.images stop --name $(POD)
+
+# kubectl for `kubectl kustomize` (kustomize v5; no cluster needed): the machine's, else the
+# upstream binary from PyPI into $(VENV). Debian's kubernetes-client (1.20) is too old to read
+# deploy/k8s, and Google's apt repository is not reachable here.
+KUBECTL = $(if $(wildcard $(VENV)/bin/kubectl),$(VENV)/bin/kubectl,kubectl)
+kubectl: | $(STAMP)
+	@$(KUBECTL) version --client 2>/dev/null | grep -q '^Kustomize Version: v5' || \
+		$(PY) -m pip install --quiet --require-hashes -r deploy/k8s/kubectl-requirements.txt
+
+# config/ lies outside the kustomization: hence the load restrictor (README "Deploying on
+# Kubernetes"). make manifests OVERLAY=gpu | kubectl apply -f -
+OVERLAY ?= cpu
+manifests: kubectl
+	@$(KUBECTL) kustomize --load-restrictor LoadRestrictionsNone deploy/k8s/overlays/$(OVERLAY)
+
+# Debian's nginx: the balancer of `make cluster` and of the cluster tests.
+balancer:
+	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+		  nginx-light >/dev/null; }
+
+test: browser prometheus containers kubectl balancer | $(STAMP)
 	$(MAKE) lint
 	timeout -s KILL 1200 $(PY) -m pytest
 

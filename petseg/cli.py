@@ -3,10 +3,13 @@
     petseg synth|train|evaluate|export ...   the training machine (see `petseg train --help`)
     petseg archive                           build model_store/petseg.mar from an export
     petseg serve | stop | status             TorchServe with petseg, in the background
+    petseg config [--host 0.0.0.0]           TorchServe's config, rendered into --workdir
     petseg run                               the demo: TorchServe + the web page
     petseg models list|describe|register|scale|set-default|unregister
     petseg predict IMAGE [--output mask -o mask.png]
     petseg key|rotate inference|management
+    petseg cluster start|roll|stop           several instances behind nginx
+    petseg --instances FILE models ...       the same model command on every instance
 
 A failure is one line on stderr and exit status 2 (no traceback): a missing file, TorchServe
 not running, TorchServe refusing a call.
@@ -74,6 +77,12 @@ def stop(args: argparse.Namespace, instance: launcher.Instance) -> int:
     return 0
 
 
+def config(args: argparse.Namespace, instance: launcher.Instance) -> int:
+    """Render the config without starting TorchServe: the model-server image's build does."""
+    print(f"wrote {launcher.render_config(instance, host=args.host)}")
+    return 0
+
+
 def build(args: argparse.Namespace, instance: launcher.Instance) -> int:
     path = archive.build_archive(args.export_dir, args.out, args.name, args.version)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
@@ -87,13 +96,43 @@ def demo(args: argparse.Namespace, instance: launcher.Instance) -> int:
 
 
 def operate(action: Callable) -> Callable[[argparse.Namespace, launcher.Instance], int]:
-    """A command against the running TorchServe: print its result, exit 0."""
+    """A command against the running TorchServe, or against every instance the --instances
+    file lists (a fleet), each answer under its instance's folder; exit 2 if any failed."""
 
     def command(args: argparse.Namespace, instance: launcher.Instance) -> int:
-        models.show(action(args, instance.client(timeout=args.timeout)))
-        return 0
+        if not args.instances:
+            models.show(action(args, instance.client(timeout=args.timeout)))
+            return 0
+        failed = 0
+        for workdir in args.instances.read_text().split():
+            member = launcher.running_instance(Path(workdir), args.model_store)
+            print(f"== {workdir}", flush=True)
+            try:
+                models.show(action(args, member.client(timeout=args.timeout)))
+            except USER_ERRORS as exc:
+                print(f"petseg: error: {workdir}: {exc}", file=sys.stderr, flush=True)
+                failed += 1
+        return 2 if failed else 0
 
     return command
+
+
+def run_cluster(args: argparse.Namespace, instance: launcher.Instance) -> int:
+    """start | stop | roll: several instances behind nginx on this machine."""
+    from petseg import cluster  # the web app's imports, only for this command
+
+    if args.action == "start":
+        started = cluster.start_cluster(args.count, args.model_store, args.archive, port=args.port)
+        print(f"{args.count} instances behind nginx: {started.url}/")
+        print(f"instances file: {Path(started.root) / cluster.INSTANCES_FILE} (--instances)")
+    elif args.action == "roll":
+        running = cluster.Cluster.load()
+        cluster.roll(running, args.archive)
+        print(f"every instance now serves {args.archive}")
+    else:
+        cluster.stop_cluster(cluster.Cluster.load())
+        print("cluster stopped")
+    return 0
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -110,6 +149,12 @@ def get_args_parser() -> argparse.ArgumentParser:
         help="TorchServe's folder: its config, logs and key_file.json (default: %(default)s)",
     )
     parser.add_argument("--model-store", type=Path, default=launcher.DEFAULT_STORE)
+    parser.add_argument(
+        "--instances",
+        type=Path,
+        help="a file naming one TorchServe folder a line (`petseg cluster start` writes one): "
+        "models/predict/key/rotate act on each",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # Their arguments (--help included) go to the training commands' own parsers.
     for name, summary in TRAINING_COMMANDS.items():
@@ -126,6 +171,14 @@ def get_args_parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument("--timeout", type=float, default=180, help="seconds to wait for ready")
     serve_cmd.set_defaults(func=serve)
     commands.add_parser("stop", help="stop TorchServe and its workers").set_defaults(func=stop)
+    config_cmd = commands.add_parser("config", help="write config.properties into --workdir")
+    config_cmd.add_argument(
+        "--host",
+        default=launcher.LOOPBACK,
+        help="where inference and metrics listen (0.0.0.0 in a container; management always "
+        "on %(default)s)",
+    )
+    config_cmd.set_defaults(func=config)
     commands.add_parser("status", help="ready workers; exit 1 if none").set_defaults(func=status)
 
     run_cmd = commands.add_parser("run", help="the demo: TorchServe + the web page")
@@ -140,7 +193,21 @@ def get_args_parser() -> argparse.ArgumentParser:
     run_cmd.set_defaults(func=demo)
 
     add_operations(commands)
+    add_cluster(commands)
     return parser
+
+
+def add_cluster(commands: argparse._SubParsersAction) -> None:
+    fleet = commands.add_parser("cluster", help="several instances behind nginx, on this machine")
+    actions = fleet.add_subparsers(dest="action", required=True)
+    begin = actions.add_parser("start", help="N instances (TorchServe + web proxy) and nginx")
+    begin.add_argument("-n", "--count", type=int, default=2, help="instances")
+    begin.add_argument("--port", type=int, default=8000, help="nginx's port on 127.0.0.1")
+    begin.add_argument("--archive", default=launcher.DEFAULT_ARCHIVE, help="in --model-store")
+    roll = actions.add_parser("roll", help="replace the instances one by one with an archive")
+    roll.add_argument("archive", help="a .mar in --model-store, e.g. a new version")
+    actions.add_parser("stop", help="stop nginx and every instance")
+    fleet.set_defaults(func=run_cluster)
 
 
 def add_operations(commands: argparse._SubParsersAction) -> None:
@@ -182,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         args.rest = rest
         if args.rest and args.func is not train:
             parser.error(f"unrecognized arguments: {' '.join(args.rest)}")
-        if args.func is serve:  # a new TorchServe: the configured ports
+        if args.func in (serve, config):  # a new TorchServe: the configured ports
             instance = launcher.Instance(args.workdir, args.model_store)
         else:  # the one started from --workdir, wherever its ports are
             instance = launcher.running_instance(args.workdir, args.model_store)

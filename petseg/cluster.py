@@ -1,0 +1,295 @@
+"""Several petseg instances behind nginx on one machine: what a cluster does, with real processes.
+
+An instance is what a Kubernetes pod holds (README "Deploying"): a TorchServe and the web proxy
+beside it, which reads that TorchServe's key file. nginx balances over the proxies, drops an
+instance that fails (passive health checks) and sends a failed request to another one.
+`petseg cluster start|stop|roll` (`make cluster N=2`, `make cluster-stop`) and the suite's proofs
+(spread, failover, rolling replacement) use this module.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import requests
+
+from frontend_server import DEFAULTS as WEB_DEFAULTS
+from handler.protocol import MODEL_NAME, Ports
+from petseg.launcher import ROOT, Instance, free_ports, start, stop, unused_ports, wait_ready
+
+NGINX_TEMPLATE = ROOT / "deploy" / "nginx" / "nginx.conf"
+DEFAULT_ROOT = ROOT / "logs" / "cluster"
+STATE_FILE = "cluster.json"
+INSTANCES_FILE = "instances.txt"
+"""One TorchServe folder a line: what `petseg --instances FILE models ...` acts on."""
+FAIL_TIMEOUT_S = 10
+
+_children: dict[int, subprocess.Popen] = {}
+"""Processes this process started, kept to be waited for (no zombies, no ResourceWarning)."""
+
+
+@dataclass
+class Member:
+    """One instance: a TorchServe (its folder names it) and its web proxy."""
+
+    workdir: str
+    ports: dict[str, int]
+    torchserve_pid: int
+    """Leader of TorchServe's process group: the launcher, Java and the workers."""
+    web_port: int
+    web_pid: int
+
+    @property
+    def instance(self) -> Instance:
+        return Instance(Path(self.workdir), ports=Ports(**self.ports))
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}"
+
+
+@dataclass
+class Cluster:
+    """Instances and the balancer in front, as `cluster.json` in ``root`` records them."""
+
+    root: str
+    store: str
+    port: int
+    nginx_pid: int = 0
+    members: list[Member] | None = None
+    started: int = 0
+    """Instances started so far: each new one gets a folder of its own."""
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def save(self) -> None:
+        Path(self.root, STATE_FILE).write_text(json.dumps(asdict(self), indent=2) + "\n")
+        folders = "".join(f"{member.workdir}\n" for member in self.members or [])
+        Path(self.root, INSTANCES_FILE).write_text(folders)
+
+    @classmethod
+    def load(cls, root: Path = DEFAULT_ROOT) -> Cluster:
+        path = Path(root) / STATE_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"no cluster in {root}: start one with `petseg cluster start`")
+        data = json.loads(path.read_text())
+        data["members"] = [Member(**member) for member in data["members"] or []]
+        return cls(**data)
+
+
+def start_member(cluster: Cluster, archive: str) -> Member:
+    """A TorchServe serving ``archive`` from the cluster's store, and its proxy; both ready,
+    or both stopped again and the failure raised."""
+    cluster.started += 1
+    workdir = Path(cluster.root) / f"instance-{cluster.started}"
+    instance = Instance(workdir, Path(cluster.store), unused_ports())
+    # Registered under the model's name whatever the archive's file is called (petseg-v2.mar).
+    torchserve = adopt(start(instance, load_models=f"{MODEL_NAME}={archive}"))
+    web = None
+    try:
+        wait_ready(instance, torchserve, timeout=300)
+        web_port = free_ports(1)[0]
+        web = adopt(start_proxy(instance, web_port))
+        member = Member(str(workdir), asdict(instance.ports), torchserve.pid, web_port, web.pid)
+        wait_healthy(member.url, web)
+    except BaseException:
+        if web is not None:
+            web.terminate()
+            reap(web.pid)
+        stop(instance)
+        reap(torchserve.pid)
+        raise
+    return member
+
+
+def start_proxy(instance: Instance, port: int) -> subprocess.Popen:
+    """`petseg run --external` in front of ``instance``, as the pod's web container is."""
+    env = {
+        **os.environ,
+        "PETSEG_TORCHSERVE_INFERENCE_URL": instance.url("inference"),
+        "PETSEG_TORCHSERVE_MANAGEMENT_URL": instance.url("management"),
+        "PETSEG_KEY_FILE": str(instance.key_file),
+    }
+    with (instance.workdir / "web.out").open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "petseg", "run", "--external", "--port", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def wait_healthy(url: str, process: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the web proxy for {url} exited with {process.returncode}")
+        try:
+            if requests.get(f"{url}/api/health", timeout=5).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"{url}/api/health not 200 after {timeout:.0f} s")
+
+
+def stop_member(member: Member) -> None:
+    """The proxy first (nginx sends what it had in flight elsewhere), then TorchServe."""
+    signal_process(member.web_pid, signal.SIGTERM)
+    reap(member.web_pid)
+    stop(member.instance)
+    reap(member.torchserve_pid)
+
+
+def kill_member(member: Member) -> None:
+    """SIGKILL the whole instance, as when its machine dies: proxy, Java frontend, workers."""
+    for leader in (member.web_pid, member.torchserve_pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(leader, signal.SIGKILL)
+        reap(leader)
+
+
+def adopt(process: subprocess.Popen) -> subprocess.Popen:
+    _children[process.pid] = process
+    return process
+
+
+def signal_process(pid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signum)
+
+
+def reap(pid: int, timeout: float = 30) -> None:
+    """Wait until ``pid`` is gone (a child of ours is waited for); SIGKILL it after
+    ``timeout``."""
+    child = _children.pop(pid, None)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if child is not None:
+            if child.poll() is not None:
+                return
+        else:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+        time.sleep(0.1)
+    signal_process(pid, signal.SIGKILL)
+    if child is not None:
+        child.wait()
+
+
+# -- the balancer ------------------------------------------------------------------------------
+def render_nginx(cluster: Cluster, drained: set[int] = frozenset()) -> Path:
+    """nginx.conf for the cluster's instances; ``drained`` ones are marked down (no new
+    requests) while they finish what they hold."""
+    servers = "\n".join(
+        f"        server 127.0.0.1:{m.web_port} max_fails=1 fail_timeout={FAIL_TIMEOUT_S}s"
+        + (" down;" if m.web_port in drained else ";")
+        for m in cluster.members
+    )
+    values = {
+        "SERVERS": servers,
+        "PORT": cluster.port,
+        "TRIES": max(2, len(cluster.members)),
+        "MAX_BODY_MB": math.ceil(WEB_DEFAULTS["MAX_UPLOAD_MB"]) + 1,
+    }
+    text = NGINX_TEMPLATE.read_text()
+    for name, value in values.items():
+        text = text.replace(f"@{name}@", str(value))
+    prefix = Path(cluster.root) / "nginx"
+    (prefix / "body").mkdir(parents=True, exist_ok=True)
+    (prefix / "nginx.conf").write_text(text)
+    return prefix
+
+
+def nginx_command() -> str:
+    found = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
+    if not found:
+        raise RuntimeError("nginx is not installed: run `make balancer` (Debian's nginx-light)")
+    return found
+
+
+def start_nginx(cluster: Cluster) -> None:
+    prefix = render_nginx(cluster)
+    with (prefix / "nginx.out").open("ab") as log:
+        command = [nginx_command(), "-p", str(prefix), "-c", "nginx.conf", "-e", "stderr"]
+        process = adopt(
+            subprocess.Popen(
+                [*command, "-g", "daemon off;"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        )
+    cluster.nginx_pid = process.pid
+    wait_healthy(cluster.url, process)
+
+
+def reload_nginx(cluster: Cluster, drained: set[int] = frozenset()) -> None:
+    """New configuration, no dropped request: the old workers finish what they hold."""
+    prefix = render_nginx(cluster, drained)
+    subprocess.run(
+        [nginx_command(), "-p", str(prefix), "-c", "nginx.conf", "-e", "stderr", "-t"],
+        check=True,
+        capture_output=True,
+    )
+    signal_process(cluster.nginx_pid, signal.SIGHUP)
+    time.sleep(0.5)  # the master starts new workers and tells the old ones to finish
+
+
+# -- the cluster's life --------------------------------------------------------------------------
+def start_cluster(
+    count: int, store: Path, archive: str, root: Path = DEFAULT_ROOT, port: int = 8000
+) -> Cluster:
+    root.mkdir(parents=True, exist_ok=True)
+    cluster = Cluster(str(root), str(Path(store).resolve()), port, members=[])
+    try:
+        for _ in range(count):
+            cluster.members.append(start_member(cluster, archive))
+            cluster.save()
+        start_nginx(cluster)
+        cluster.save()
+    except BaseException:
+        stop_cluster(cluster)
+        raise
+    return cluster
+
+
+def roll(cluster: Cluster, archive: str, settle_s: float = 2.0) -> None:
+    """Replace every instance, one at a time, by a new one serving ``archive`` (a surge of one,
+    none unavailable, as the Deployment's rolling update): the successor starts and joins the
+    balancer, the old instance is drained (no new requests), finishes what it holds, and stops.
+    A successor that fails to start leaves the old instance serving."""
+    for old in list(cluster.members):
+        cluster.members.append(start_member(cluster, archive))
+        cluster.save()
+        reload_nginx(cluster, drained={old.web_port})
+        time.sleep(settle_s)
+        stop_member(old)
+        cluster.members.remove(old)
+        cluster.save()
+        reload_nginx(cluster)
+
+
+def stop_cluster(cluster: Cluster) -> None:
+    if cluster.nginx_pid:
+        signal_process(cluster.nginx_pid, signal.SIGQUIT)
+    for member in cluster.members or []:
+        stop_member(member)
+    if cluster.nginx_pid:
+        reap(cluster.nginx_pid)
+    Path(cluster.root, STATE_FILE).unlink(missing_ok=True)

@@ -1,0 +1,188 @@
+"""Two instances (TorchServe + web proxy each) behind a real nginx: spread, fleet management,
+a rolling replacement with a new model version, and the loss of a whole instance, under load.
+
+Every proof counts what clients saw and reads nginx's access log, which names the instance(s)
+each request went to. Figures are printed for the README, not asserted as timings.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+from petseg import cluster as fleet
+from petseg.archive import build_archive
+from petseg.launcher import free_ports
+from tests.support import images
+from tests.support.cli import petseg
+
+PHOTO = images.jpeg(200, 150)
+NEXT_VERSION = "2.0"
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    """0 when no answer came."""
+    version: str | None
+    at: float
+
+
+@dataclass(frozen=True)
+class Hop:
+    """One line of nginx's access log."""
+
+    at: float
+    status: int
+    tried: list[str]
+    """Every instance (web proxy address) the request went to, in order; the last answered."""
+
+
+@pytest.fixture(scope="module")
+def store(model_store, tiny_export, tmp_path_factory) -> Path:
+    """The archive every instance starts with, and the next version's."""
+    folder = tmp_path_factory.mktemp("cluster-store")
+    shutil.copy(model_store / "petseg.mar", folder)
+    build_archive(tiny_export, folder, name="petseg-next", version=NEXT_VERSION)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def cluster(store, tmp_path_factory):
+    root = tmp_path_factory.mktemp("cluster")
+    running = fleet.start_cluster(2, store, "petseg.mar", root=root, port=free_ports(1)[0])
+    try:
+        yield running
+    finally:
+        fleet.stop_cluster(running)
+
+
+def segment(session: requests.Session, url: str) -> Answer:
+    try:
+        response = session.post(f"{url}/api/segment", files={"file": ("a.jpg", PHOTO)}, timeout=60)
+    except requests.RequestException:
+        return Answer(0, None, time.time())
+    version = response.json()["model"]["version"] if response.status_code == 200 else None
+    return Answer(response.status_code, version, time.time())
+
+
+def load(url: str, total: int, concurrency: int = 16, until: threading.Event | None = None):
+    """``total`` uploads from ``concurrency`` clients; with ``until``, on until it is set too."""
+    local = threading.local()
+    answers: list[Answer] = []
+
+    def client(_: int) -> None:
+        local.session = getattr(local, "session", None) or requests.Session()
+        answers.append(segment(local.session, url))
+        while until is not None and not until.is_set():
+            answers.append(segment(local.session, url))
+
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(client, range(total)))
+    return answers
+
+
+def hops(cluster: fleet.Cluster, since: float = 0.0) -> list[Hop]:
+    lines = (Path(cluster.root) / "nginx" / "access.log").read_text().splitlines()
+    found = []
+    for line in lines:
+        at, status, _, upstreams, _ = line.split("|")
+        # "a, b" when nginx tried a then b; "a : b" when it went on to another upstream group
+        tried = [u.strip() for u in upstreams.replace(" : ", ", ").split(",")]
+        if float(at) >= since:
+            found.append(Hop(float(at), int(status), tried))
+    return found
+
+
+def address(member: fleet.Member) -> str:
+    return f"127.0.0.1:{member.web_port}"
+
+
+def test_requests_spread_over_both_instances(cluster):
+    started = time.time()
+    answers = load(cluster.url, 200)
+    assert Counter(a.status for a in answers) == {200: 200}
+    served = Counter(hop.tried[-1] for hop in hops(cluster, started) if hop.status == 200)
+    shares = {upstream: served[upstream] / 200 for upstream in map(address, cluster.members)}
+    assert all(0.35 <= share <= 0.65 for share in shares.values()), shares
+    print(
+        f"spread of 200 requests at 16 clients: {shares}; throughput with both instances: "
+        f"{throughput(cluster.url):.1f} img/s"
+    )
+
+
+def test_model_commands_act_on_every_instance(cluster):
+    listing = Path(cluster.root) / fleet.INSTANCES_FILE
+    everywhere = ("--instances", str(listing), "--model-store", cluster.store)
+    done = petseg(*everywhere, "models", "register", "petseg-next.mar", "--workers", "1")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("== ") == 2
+    assert petseg(*everywhere, "models", "set-default", NEXT_VERSION).returncode == 0
+    assert {a.version for a in load(cluster.url, 20, 4)} == {NEXT_VERSION}
+    described = petseg(*everywhere, "models", "describe")
+    assert described.stdout.count(f'"modelVersion": "{NEXT_VERSION}"') == 2
+    assert petseg(*everywhere, "models", "set-default", "1.0").returncode == 0
+    assert petseg(*everywhere, "models", "unregister", NEXT_VERSION).returncode == 0
+    assert {a.version for a in load(cluster.url, 20, 4)} == {"1.0"}
+
+
+def test_a_rolling_replacement_with_a_new_version_loses_no_request(cluster):
+    before = {address(member) for member in cluster.members}
+    rolled = threading.Event()
+    with ThreadPoolExecutor(1) as background:
+        running = background.submit(load, cluster.url, 300, 16, rolled)
+        time.sleep(1)
+        try:
+            fleet.roll(cluster, "petseg-next.mar")
+        finally:
+            rolled.set()
+        answers = running.result()
+    assert len(answers) >= 300
+    assert Counter(a.status for a in answers) == {200: len(answers)}, "a request was lost"
+    assert {a.version for a in answers} == {"1.0", NEXT_VERSION}
+    assert not before & {address(member) for member in cluster.members}, "all were replaced"
+    assert {a.version for a in load(cluster.url, 32)} == {NEXT_VERSION}
+    print(
+        f"rolling replacement: {len(answers)} requests, all 200; "
+        f"versions {Counter(a.version for a in answers)}"
+    )
+
+
+def test_losing_a_whole_instance_loses_no_request(cluster):
+    dead, alive = cluster.members
+    killed = threading.Event()
+    with ThreadPoolExecutor(1) as background:
+        running = background.submit(load, cluster.url, 300)
+        time.sleep(2)
+        fleet.kill_member(dead)
+        killed_at = time.time()
+        killed.set()
+        answers = running.result()
+    assert Counter(a.status for a in answers) == {200: 300}, "a client saw the failure"
+    after = hops(cluster, killed_at)
+    assert all(hop.tried[-1] == address(alive) for hop in after)
+    retried = [hop for hop in after if address(dead) in hop.tried]
+    assert len(retried) <= 16 + 2, "the balancer kept sending to the dead instance"
+    one = throughput(cluster.url)
+    print(
+        f"instance killed under load: 300/300 answered; {len(retried)} requests tried the dead "
+        f"instance first; throughput with one instance left: {one:.1f} img/s"
+    )
+    done = petseg("--instances", str(Path(cluster.root) / fleet.INSTANCES_FILE), "models", "list")
+    assert done.returncode == 2 and done.stdout.count("== ") == 2
+    assert "not reachable" in done.stderr and done.stderr.count("\n") == 1
+
+
+def throughput(url: str, total: int = 96) -> float:
+    started = time.monotonic()
+    answers = load(url, total)
+    assert all(a.status == 200 for a in answers)
+    return total / (time.monotonic() - started)
