@@ -37,6 +37,7 @@ from bench.loadgen import Target, TorchServeTarget, measure
 from bench.naive_baseline import NaiveSegmenter
 from handler.spec import SPEC_FILENAME
 from petseg.archive import MODEL_CONFIG, build_archive
+from petseg.demo import external_command, web_environment
 from petseg.launcher import ROOT, Instance, free_ports, start, stop, unused_ports, wait_ready
 
 AGREEMENT_PHOTOS = 8
@@ -200,15 +201,10 @@ def measure_torchserve(export_dir: Path, tmp: Path, work: Workload, results: dic
         measure_system(direct, work, results)
 
         port, metrics_port = free_ports(2)
-        env = {
-            "PETSEG_TORCHSERVE_INFERENCE_URL": instance.url("inference"),
-            "PETSEG_TORCHSERVE_MANAGEMENT_URL": instance.url("management"),
-            "PETSEG_KEY_FILE": str(instance.key_file),
-            # measured as deployed: metrics collected, their listener open
-            "PETSEG_METRICS_ADDRESS": f"127.0.0.1:{metrics_port}",
-        }
-        command = [sys.executable, "-m", "petseg", "run", "--external", "--port", str(port)]
-        with background(command, f"http://127.0.0.1:{port}/api/health", env) as proxy:
+        # measured as deployed: metrics collected, their listener open
+        env = web_environment(instance, METRICS_ADDRESS=f"127.0.0.1:{metrics_port}")
+        health = f"http://127.0.0.1:{port}/api/health"
+        with background(external_command(port), health, env) as proxy:
             target = Target(f"http://127.0.0.1:{port}/api/segment", file_field="file")
             measure_system(
                 System("through the proxy", target, [*direct.pids, proxy.pid]), work, results

@@ -32,9 +32,31 @@ from frontend_server.upstream import CAUSES
 from torchserve_client import Health
 
 LATENCY_BUCKETS = (
-    0.005, 0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.08, 0.1, 0.125, 0.15, 0.2, 0.25,
-    0.3, 0.4, 0.5, 0.75, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0,
-)  # fmt: skip
+    0.005,
+    0.01,
+    0.02,
+    0.03,
+    0.04,
+    0.05,
+    0.06,
+    0.08,
+    0.1,
+    0.125,
+    0.15,
+    0.2,
+    0.25,
+    0.3,
+    0.4,
+    0.5,
+    0.75,
+    1.0,
+    2.0,
+    4.0,
+    8.0,
+    15.0,
+    30.0,
+    60.0,
+)
 """Seconds (see the module's docstring)."""
 UPLOAD_BUCKETS = (*(2**n * 1024 for n in range(4, 16)), 40 * 2**20)
 """Bytes: 16 KiB to 32 MiB by doubling (a phone photo is 2-6 MB, the limit 20 MB), and the

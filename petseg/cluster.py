@@ -16,7 +16,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ import requests
 
 from frontend_server import DEFAULTS as WEB_DEFAULTS
 from handler.protocol import MODEL_NAME, Ports
+from petseg.demo import external_command, web_environment
 from petseg.launcher import ROOT, Instance, free_ports, start, stop, unused_ports, wait_ready
 
 NGINX_TEMPLATE = ROOT / "deploy" / "nginx" / "nginx.conf"
@@ -116,16 +116,10 @@ def start_member(cluster: Cluster, archive: str) -> Member:
 
 def start_proxy(instance: Instance, port: int) -> subprocess.Popen:
     """`petseg run --external` in front of ``instance``, as the pod's web container is."""
-    env = {
-        **os.environ,
-        "PETSEG_TORCHSERVE_INFERENCE_URL": instance.url("inference"),
-        "PETSEG_TORCHSERVE_MANAGEMENT_URL": instance.url("management"),
-        "PETSEG_KEY_FILE": str(instance.key_file),
-    }
     with (instance.workdir / "web.out").open("ab") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "petseg", "run", "--external", "--port", str(port)],
-            env=env,
+            external_command(port),
+            env=web_environment(instance),
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -33,6 +33,28 @@ def torchserve_ready(instance: Instance) -> bool:
     return bool(instance.client().health().ready_workers)
 
 
+def web_settings(instance: Instance) -> dict[str, str]:
+    """The web app's settings for a TorchServe started on this machine: where it listens and
+    where its keys are (create_app's names; ``web_environment`` as PETSEG_* variables)."""
+    return {
+        "TORCHSERVE_INFERENCE_URL": instance.url("inference"),
+        "TORCHSERVE_MANAGEMENT_URL": instance.url("management"),
+        "KEY_FILE": str(instance.key_file),
+    }
+
+
+def web_environment(instance: Instance, **settings: str) -> dict[str, str]:
+    """This process's environment plus ``web_settings`` and ``settings`` as PETSEG_* variables:
+    for a web app of its own (``external_command``) in front of ``instance``."""
+    chosen = {**web_settings(instance), **settings}
+    return {**os.environ, **{f"{ENV_PREFIX}{name}": value for name, value in chosen.items()}}
+
+
+def external_command(port: int) -> list[str]:
+    """`petseg run --external` on ``port``: the web app alone, in a process of its own."""
+    return [sys.executable, "-m", "petseg", "run", "--external", "--port", str(port)]
+
+
 def run(args: argparse.Namespace, instance: Instance) -> int:
     raise_fd_limit()
     process = None
@@ -45,16 +67,8 @@ def run(args: argparse.Namespace, instance: Instance) -> int:
                 print("starting TorchServe ...", flush=True)
                 process = start(instance)
                 wait_ready(instance, process)
-            app = create_app(
-                {
-                    "TORCHSERVE_INFERENCE_URL": instance.url("inference"),
-                    "TORCHSERVE_MANAGEMENT_URL": instance.url("management"),
-                    "KEY_FILE": str(instance.key_file),
-                    "METRICS_ADDRESS": os.environ.get(
-                        f"{ENV_PREFIX}METRICS_ADDRESS", DEMO_METRICS_ADDRESS
-                    ),
-                }
-            )
+            metrics = os.environ.get(f"{ENV_PREFIX}METRICS_ADDRESS", DEMO_METRICS_ADDRESS)
+            app = create_app({**web_settings(instance), "METRICS_ADDRESS": metrics})
         failure = serve(app, args)
     except KeyboardInterrupt:
         pass

@@ -13,16 +13,16 @@ from PIL import Image
 
 from frontend_server import create_app
 from handler.protocol import OUTPUTS, REQUEST_ID_HEADER
+from petseg.demo import web_settings
 from tests.support import images
 from tests.support.logs import wait_for_line
 from tests.support.masks import from_polygons, from_rle, iou
-from tests.support.stack import app_config
 from tests.support.web import sample, upload
 
 
 @pytest.fixture
 def client(server):
-    return create_app(app_config(server)).test_client()
+    return create_app(web_settings(server)).test_client()
 
 
 def test_segment_through_the_proxy(client):

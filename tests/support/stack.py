@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from frontend_server import create_app
 from frontend_server.wsgi import make_server
+from petseg.demo import web_settings
 from petseg.launcher import Instance
 from tests.support import traffic
 
@@ -21,15 +22,6 @@ def name_ports(instance: Instance) -> None:
     """Tell the request counter which ports are this TorchServe's APIs."""
     for api in ("inference", "management", "metrics"):
         traffic.name_port(getattr(instance.ports, api), f"TorchServe {api}")
-
-
-def app_config(instance: Instance) -> dict[str, Any]:
-    """The web app's settings for a TorchServe launched by the tests."""
-    return {
-        "TORCHSERVE_INFERENCE_URL": instance.url("inference"),
-        "TORCHSERVE_MANAGEMENT_URL": instance.url("management"),
-        "KEY_FILE": str(instance.key_file),
-    }
 
 
 @dataclass(frozen=True)
@@ -44,7 +36,7 @@ class Web:
 def running_web(instance: Instance, threads: int = 16, **config: Any) -> Iterator[Web]:
     """The web app, served by its production server in a thread, in front of ``instance``,
     with its operators' listener on a free loopback port."""
-    app = create_app({**app_config(instance), "METRICS_ADDRESS": "127.0.0.1:0", **config})
+    app = create_app({**web_settings(instance), "METRICS_ADDRESS": "127.0.0.1:0", **config})
     web = make_server(app, "127.0.0.1", 0, threads)
     port = int(web.effective_port)  # waitress reports it as a str
     traffic.name_port(port, "proxy")

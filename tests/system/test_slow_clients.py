@@ -29,7 +29,8 @@ import requests
 
 from frontend_server import create_app, wsgi
 from petseg import cli, demo
-from petseg.launcher import ROOT, Instance, free_ports
+from petseg.demo import external_command, web_environment
+from petseg.launcher import ROOT, Instance, free_ports, unused_ports
 from tests.support import images, traffic
 
 UPLOAD = images.jpeg(160, 120)
@@ -268,21 +269,14 @@ def web_server(log: Path, torchserve: Instance | None = None) -> Iterator[Web]:
     """``petseg run --external`` in front of ``torchserve`` (None: a port
     nothing listens on, as when TorchServe is down). Checks at the end that it is still alive
     and that it stops cleanly on SIGTERM."""
-    port, nowhere = free_ports(2)
-    urls = {api: f"http://127.0.0.1:{nowhere}" for api in ("inference", "management")}
-    key_file = log.with_suffix(".keys.json")
-    if torchserve is not None:
-        urls = {api: torchserve.url(api) for api in urls}
-        key_file = torchserve.key_file
-    env = {
-        **os.environ,
-        "PETSEG_TORCHSERVE_INFERENCE_URL": urls["inference"],
-        "PETSEG_TORCHSERVE_MANAGEMENT_URL": urls["management"],
-        "PETSEG_KEY_FILE": str(key_file),
-    }
-    command = [sys.executable, "-m", "petseg", "run", "--external", "--port", str(port)]
+    port = free_ports(1)[0]
+    if torchserve is None:  # free ports and a key file that does not exist
+        torchserve = Instance(log.parent / "no-torchserve", ports=unused_ports())
+    env = web_environment(torchserve)
     with log.open("wb") as out:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            external_command(port), cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
     traffic.name_port(port, "web server (own process)")
     try:
         deadline = time.monotonic() + 30
