@@ -18,12 +18,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
-from handler.decoding import InputError, decode_image
+from handler.decoding import InputError, Photo, decode_photo
 from handler.imaging import letterbox_image
 from handler.model import load_exported, photo_labels
-from handler.rendering import b64, encode, mask_png, overlay_image
+from handler.rendering import b64, class_stats, encode, mask_png, paint_overlay
 from handler.settings import HandlerConfig
 
 
@@ -33,20 +32,28 @@ class NaiveSegmenter:
         self.device = torch.device(device)
         self.config = HandlerConfig()
 
-    def labels(self, data: bytes) -> tuple[Image.Image, np.ndarray]:
-        """The photo and its class ids: also the benchmark's fp32 reference masks."""
-        image = decode_image(data, self.config.max_image_pixels, self.config.min_image_side)
-        pixels, box = letterbox_image(image, self.spec.input_size, self.spec.mean, self.spec.std)
+    def labels(self, data: bytes) -> tuple[Photo, np.ndarray, list[dict[str, object]]]:
+        """The decoded photo, its class ids (the benchmark's fp32 reference masks) and the
+        classes found."""
+        config = self.config
+        photo = decode_photo(
+            data, config.max_image_pixels, config.min_image_side, config.overlay_max_side
+        )
+        pixels, box = letterbox_image(
+            photo.image, self.spec.input_size, self.spec.mean, self.spec.std
+        )
         with torch.inference_mode():
             logits = self.model(torch.from_numpy(pixels)[None].to(self.device))[0]
-        return image, photo_labels(logits, box, image.height, image.width)
+        labels, regions = photo_labels(logits, box, photo.height, photo.width)
+        return photo, labels, class_stats(regions, self.spec.class_names, labels.size)
 
     def __call__(self, data: bytes) -> dict:
-        image, labels = self.labels(data)
-        overlay = overlay_image(image, labels, self.spec.palette, self.config.overlay_alpha)
+        photo, labels, found = self.labels(data)
+        alpha = self.config.overlay_alpha
+        overlay = paint_overlay(photo.image, labels, self.spec.palette, alpha, found)
         return {
-            "width": image.width,
-            "height": image.height,
+            "width": photo.width,
+            "height": photo.height,
             "mask_png": b64(mask_png(labels, self.spec.palette)),
             "overlay_jpeg": b64(encode(overlay, "jpeg", self.config.jpeg_quality)),
         }

@@ -1,11 +1,14 @@
-"""`make bench`: the model's limit, a naive server, TorchServe direct and through the proxy.
+"""`make bench`: the pipeline limit, a naive server, TorchServe direct and through the proxy.
 
     python -m bench.run [--export-dir exported/petseg] [--long] [--out bench/results]
 
-Everything runs on this machine, one thing at a time: the bare model in-process first, then
-each server alone, loaded by a client in a separate process with deterministic pet photos
-(500x375 like Oxford-IIIT Pet, 4000x3000 like a phone). Prints one table, with every
-throughput also as a ratio to the limit's first row, and saves it as JSON and a PNG chart.
+Two models: the trained demo model (96 px) and a 256 px model (the real-data input size) with
+random weights, built here for the speed rows and never shipped. Two photos: 500x375 like
+Oxford-IIIT Pet, and 4000x3000 like a phone. Everything runs on this machine, one thing at a
+time: first in-process (the bare model's forward pass, then the whole handler pipeline in the
+served configuration), then each server alone, loaded by a client in its own process. Every
+served row is printed as a ratio to the pipeline limit and to the naive server; the results go
+to bench/results/ as JSON and a PNG chart.
 """
 
 from __future__ import annotations
@@ -15,12 +18,13 @@ import base64
 import io
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -35,12 +39,17 @@ from bench.inputs import SIZES, pet_photo
 from bench.limit import measure_limits
 from bench.loadgen import Target, TorchServeTarget, measure
 from bench.naive_baseline import NaiveSegmenter
-from handler.spec import SPEC_FILENAME
+from bench.pipeline import PipelineRun, pipeline_limit
+from handler.model import build_model
+from handler.spec import SPEC_FILENAME, ModelSpec
 from petseg.archive import MODEL_CONFIG, build_archive
 from petseg.demo import external_command, web_environment
 from petseg.launcher import ROOT, Instance, free_ports, start, stop, unused_ports, wait_ready
+from torchserve_client import TorchServe
 
-AGREEMENT_PHOTOS = 8
+AGREEMENT_PHOTOS = {"500x375": 8, "4000x3000": 2}
+BURST = (48, 16)
+"""The memory check: this many 12 MP photos at this many concurrent clients."""
 
 
 @dataclass
@@ -52,13 +61,40 @@ class System:
     pids: list[int] = field(default_factory=list)
 
     def rss_mb(self) -> float:
-        total = 0
-        for pid in self.pids:
-            try:
-                total += psutil.Process(pid).memory_info().rss
-            except psutil.NoSuchProcess:
-                continue
-        return round(total / 2**20, 1)
+        return round(sum(rss_mb(pid) for pid in self.pids), 1)
+
+
+def rss_mb(pid: int) -> float:
+    try:
+        return psutil.Process(pid).memory_info().rss / 2**20
+    except psutil.NoSuchProcess:
+        return 0.0
+
+
+@dataclass
+class Model:
+    """A model under test and everything measured for it."""
+
+    name: str
+    export_dir: Path
+    trained: bool
+    results: dict = field(default_factory=dict)
+
+
+def random_weights_model(like: Path, folder: Path, size: int = 256) -> Path:
+    """The demo model's architecture and classes at ``size`` px, random weights: speed only."""
+    spec = replace(
+        ModelSpec.load(like),
+        input_size=size,
+        version="random",
+        training_data={"kind": "random weights, for speed rows only"},
+        metrics={},
+    )
+    torch.manual_seed(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(build_model(spec).state_dict(), folder / spec.weights_file)
+    spec.save(folder)
+    return folder
 
 
 def wait_listening(url: str, process: subprocess.Popen, timeout: float = 120) -> None:
@@ -93,14 +129,21 @@ def background(command: list[str], url: str, env: dict[str, str] | None = None):
 
 
 def load_plan(long: bool) -> list[tuple[str, int, int]]:
-    """(photo, concurrency, requests): enough requests for stable percentiles, few minutes."""
+    """(photo, concurrency, requests): enough requests for stable medians, a few minutes."""
     scale = 4 if long else 1
-    plan = []
-    for concurrency in (1, 4, 16):
-        plan.append(("500x375", concurrency, scale * max(32, 8 * concurrency)))
-    for concurrency in (1, 4, 16):
-        plan.append(("4000x3000", concurrency, scale * max(8, 2 * concurrency)))
+    plan = [("500x375", c, scale * n) for c, n in ((1, 48), (4, 64), (16, 128))]
+    plan += [("4000x3000", c, scale * n) for c, n in ((1, 16), (4, 16), (16, 32))]
     return plan
+
+
+def decode_ms(data: bytes, calls: int = 9) -> float:
+    """One full decode of the photo by PIL: the yardstick of the handler's image work."""
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        Image.open(io.BytesIO(data)).load()
+        times.append((time.perf_counter() - start) * 1000)
+    return round(statistics.median(times), 2)
 
 
 def mask_of(answer: bytes) -> np.ndarray:
@@ -115,12 +158,12 @@ def agreement(system: System, photos: list[bytes], reference: list[np.ndarray]) 
             served = mask_of(system.target.send(session, data).content)
             equal += int((served == expected).sum())
             total += expected.size
-    return equal / total
+    return round(equal / total, 5)
 
 
-def handler_timings(system: System, data: bytes, calls: int = 30) -> dict[str, float]:
+def handler_timings(system: System, data: bytes, calls: int) -> dict[str, float]:
     """Median per-stage times the handler reports, one request at a time (medians: a stray
-    scheduler delay on 2 shared cores should not decide the figure)."""
+    scheduler delay on shared cores should not decide the figure)."""
     stages: dict[str, list[float]] = {}
     with requests.Session() as session:
         for _ in range(calls):
@@ -129,24 +172,7 @@ def handler_timings(system: System, data: bytes, calls: int = 30) -> dict[str, f
             stages.setdefault("request", []).append((time.perf_counter() - started) * 1000)
             for stage, ms in answer["timings_ms"].items():
                 stages.setdefault(stage, []).append(ms)
-    return {stage: round(float(np.median(v)), 2) for stage, v in stages.items()}
-
-
-def run_loads(system: System, photos: dict[str, bytes], plan) -> list[dict]:
-    rows = []
-    for photo, concurrency, total in plan:
-        result = measure(system.target, photos[photo], total, concurrency)
-        rows.append(
-            {
-                "system": system.name,
-                "photo": photo,
-                "concurrency": concurrency,
-                **result.summary(),
-                "server_rss_mb": system.rss_mb(),
-            }
-        )
-        print(report.load_line(rows[-1]), flush=True)
-    return rows
+    return {stage: round(statistics.median(v), 2) for stage, v in stages.items()}
 
 
 @dataclass
@@ -155,50 +181,77 @@ class Workload:
 
     photos: dict[str, bytes]
     plan: list[tuple[str, int, int]]
-    checks: list[bytes]
-    reference: list[np.ndarray]
+    checks: dict[str, list[bytes]] = field(default_factory=dict)
+    reference: dict[str, list[np.ndarray]] = field(default_factory=dict)
 
 
-def measure_system(system: System, work: Workload, results: dict) -> None:
-    results["loads"] += run_loads(system, work.photos, work.plan)
-    results["mask_agreement_vs_fp32_eager"][system.name] = round(
-        agreement(system, work.checks, work.reference), 5
-    )
+def measure_system(system: System, model: Model, work: Workload) -> None:
+    for photo, concurrency, total in work.plan:
+        result = measure(system.target, work.photos[photo], total, concurrency)
+        row = {
+            "system": system.name,
+            "photo": photo,
+            "concurrency": concurrency,
+            **result.summary(),
+            "server_rss_mb": system.rss_mb(),
+        }
+        model.results["loads"].append(row)
+        print(report.load_line(row), flush=True)
+    if model.trained:
+        model.results["mask_agreement_vs_fp32_eager"][system.name] = {
+            photo: agreement(system, checks, work.reference[photo])
+            for photo, checks in work.checks.items()
+        }
 
 
-def measure_naive(export_dir: Path, device: str, work: Workload, results: dict) -> None:
+def measure_naive(model: Model, device: str, work: Workload) -> None:
     port = free_ports(1)[0]
-    command = [
-        sys.executable,
-        "-m",
-        "bench.naive_baseline",
-        "--device",
-        device,
-        "--export-dir",
-        str(export_dir),
-        "--port",
-        str(port),
+    command = [sys.executable, "-m", "bench.naive_baseline", "--device", device]
+    command += ["--export-dir", str(model.export_dir), "--port", str(port)]
+    url = f"http://127.0.0.1:{port}/"
+    with background(command, url) as process:
+        measure_system(System(report.NAIVE, Target(url), [process.pid]), model, work)
+
+
+def worker_memory(client: TorchServe, target: TorchServeTarget, photo: bytes) -> list[dict]:
+    """Each worker's RSS idle, at the end of a burst of 12 MP photos, and 2 s later."""
+    pids = [w["pid"] for w in client.workers()]
+    idle = {pid: rss_mb(pid) for pid in pids}
+    total, concurrency = BURST
+    measure(target, photo, total, concurrency)
+    peak = {pid: rss_mb(pid) for pid in pids}
+    time.sleep(2)
+    return [
+        {
+            "pid": pid,
+            "idle_mb": round(idle[pid]),
+            "after_burst_mb": round(peak[pid]),
+            "settled_mb": round(rss_mb(pid)),
+        }
+        for pid in pids
     ]
-    with background(command, f"http://127.0.0.1:{port}/") as process:
-        url = f"http://127.0.0.1:{port}/"
-        measure_system(System("naive server (baseline)", Target(url), [process.pid]), work, results)
 
 
-def measure_torchserve(export_dir: Path, tmp: Path, work: Workload, results: dict) -> None:
+def measure_torchserve(model: Model, tmp: Path, work: Workload) -> None:
     """The shipped configuration: TorchServe directly, then the proxy in front of it."""
     store = tmp / "store"
-    build_archive(export_dir, store)
+    build_archive(model.export_dir, store)
     instance = Instance(tmp / "ts", store, unused_ports())
     process = start(instance)
     try:
         wait_ready(instance, process, timeout=300)
+        client = instance.client()
         target = TorchServeTarget(
             instance.url("inference"), instance.url("management"), instance.key_file
         )
-        pids = [w["pid"] for w in instance.client().workers()]
-        direct = System("TorchServe direct", target, pids)
-        results["handler_timings_ms_500x375"] = handler_timings(direct, work.photos["500x375"])
-        measure_system(direct, work, results)
+        direct = System(report.DIRECT, target, [w["pid"] for w in client.workers()])
+        model.results["worker_memory"] = worker_memory(client, target, work.photos["4000x3000"])
+        print(report.memory_line(model.results["worker_memory"]), flush=True)
+        model.results["handler_timings_ms"] = {
+            photo: handler_timings(direct, data, 30 if photo == "500x375" else 12)
+            for photo, data in work.photos.items()
+        }
+        measure_system(direct, model, work)
 
         port, metrics_port = free_ports(2)
         # measured as deployed: metrics collected, their listener open
@@ -206,11 +259,43 @@ def measure_torchserve(export_dir: Path, tmp: Path, work: Workload, results: dic
         health = f"http://127.0.0.1:{port}/api/health"
         with background(external_command(port), health, env) as proxy:
             target = Target(f"http://127.0.0.1:{port}/api/segment", file_field="file")
-            measure_system(
-                System("through the proxy", target, [*direct.pids, proxy.pid]), work, results
-            )
+            system = System(report.PROXY, target, [*direct.pids, proxy.pid])
+            measure_system(system, model, work)
     finally:
         stop(instance, process)
+
+
+def measure_in_process(model: Model, settings: dict, device: str, work: Workload, long: bool):
+    """The bare model's forward pass (every core), then the handler's whole pipeline."""
+    naive = NaiveSegmenter(model.export_dir, device)
+    torch.set_num_threads(len(os.sched_getaffinity(0)))
+    size = naive.spec.input_size
+    print(f"{model.name}: forward pass at {size}x{size} on {device}", flush=True)
+    model.results["limits"] = measure_limits(
+        naive.model, size, [1, settings["batchSize"]], 8 if long else 2
+    )
+    for row in model.results["limits"]:
+        print(report.limit_line(row), flush=True)
+    if model.trained:
+        work.reference = {
+            photo: [naive.labels(data)[1] for data in checks]
+            for photo, checks in work.checks.items()
+        }
+    del naive
+    model.results["pipeline"] = {}
+    for photo, data in work.photos.items():
+        run = PipelineRun(model.export_dir, settings, data, 6 if long else 3, 3)
+        model.results["pipeline"][photo] = pipeline_limit(run)
+        print(report.pipeline_line(photo, model.results["pipeline"][photo]), flush=True)
+
+
+def measure_model(model: Model, settings: dict, device: str, work: Workload, long: bool) -> None:
+    model.results.update(loads=[], mask_agreement_vs_fp32_eager={})
+    model.results["input_size"] = ModelSpec.load(model.export_dir).input_size
+    measure_in_process(model, settings, device, work, long)
+    measure_naive(model, device, work)
+    with tempfile.TemporaryDirectory() as tmp:
+        measure_torchserve(model, Path(tmp), work)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -226,52 +311,39 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     settings = yaml.safe_load(MODEL_CONFIG.read_text())
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    naive = NaiveSegmenter(args.export_dir, device)
-    size = naive.spec.input_size
-    limits = measure_model(naive, device, settings["batchSize"], args.long)
-    checks = [pet_photo(*SIZES["500x375"], seed=seed) for seed in range(1, 1 + AGREEMENT_PHOTOS)]
+    photos = {name: pet_photo(*wh) for name, wh in SIZES.items()}
     work = Workload(
-        photos={name: pet_photo(*wh) for name, wh in SIZES.items()},
+        photos=photos,
         plan=load_plan(args.long),
-        checks=checks,
-        reference=[naive.labels(data)[1] for data in checks],
+        checks={
+            photo: [pet_photo(*SIZES[photo], seed=seed) for seed in range(1, 1 + count)]
+            for photo, count in AGREEMENT_PHOTOS.items()
+        },
     )
-    del naive
     serving = {k: settings[k] for k in ("minWorkers", "batchSize", "maxBatchDelay", "handler")}
     results = {
         "machine": report.machine(),
-        "model": {
-            "device": device,
-            "export_dir": str(args.export_dir),
-            "input_size": size,
-            "serving": serving,
-        },
-        "limits": limits,
-        "loads": [],
-        "mask_agreement_vs_fp32_eager": {},
+        "device": device,
+        "serving": serving,
+        "decode_ms": {photo: decode_ms(data) for photo, data in photos.items()},
+        "models": {},
     }
-    measure_naive(args.export_dir, device, work, results)
     with tempfile.TemporaryDirectory() as tmp:
-        measure_torchserve(args.export_dir, Path(tmp), work, results)
+        models = [
+            Model("demo model, 96 px", args.export_dir, trained=True),
+            Model(
+                "256 px, random weights",
+                random_weights_model(args.export_dir, Path(tmp) / "random-256"),
+                trained=False,
+            ),
+        ]
+        for model in models:
+            measure_model(model, settings, device, work, args.long)
+            results["models"][model.name] = {"trained": model.trained, **model.results}
     results["seconds"] = round(time.monotonic() - started, 1)
     results["targets"] = report.targets(results)
     save(results, args.out)
     return 0
-
-
-def measure_model(naive: NaiveSegmenter, device: str, batch: int, long: bool) -> list[dict]:
-    """The limit rows: the bare model in this process, every core, batch 1 and ``batch``."""
-    size = naive.spec.input_size
-    torch.set_num_threads(os.cpu_count() or 1)
-    print(
-        f"limit: the bare model at {size}x{size} on {device}, "
-        f"{torch.get_num_threads()} CPU threads",
-        flush=True,
-    )
-    limits = measure_limits(naive.model, size, [1, batch], 12 if long else 4)
-    for row in limits:
-        print(report.limit_line(row), flush=True)
-    return limits
 
 
 def save(results: dict, out: Path) -> None:

@@ -22,12 +22,11 @@ from petseg.archive import MODEL_CONFIG, build_archive
 from petseg.launcher import Instance, start, stop, unused_ports, wait_ready
 
 CANDIDATES = [
-    {"workers": 1, "threads": 2, "batchSize": 8, "maxBatchDelay": 5},
-    {"workers": 2, "threads": 1, "batchSize": 1, "maxBatchDelay": 0},
-    {"workers": 2, "threads": 1, "batchSize": 4, "maxBatchDelay": 20},
-    {"workers": 2, "threads": 1, "batchSize": 4, "maxBatchDelay": 5},
+    # threads 0: the handler's plan (a worker's share of the cores, all of them for a lone request)
     {"workers": 2, "threads": 1, "batchSize": 8, "maxBatchDelay": 5},
-    {"workers": 2, "threads": 1, "batchSize": 8, "maxBatchDelay": 20},
+    {"workers": 2, "threads": 0, "batchSize": 8, "maxBatchDelay": 5},
+    {"workers": 2, "threads": 0, "batchSize": 8, "maxBatchDelay": 2},
+    {"workers": 1, "threads": 0, "batchSize": 8, "maxBatchDelay": 2},
 ]
 
 
@@ -56,29 +55,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--export-dir", type=Path, default=Path("exported/petseg"))
     parser.add_argument("--requests", type=int, default=160)
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 2, 4, 16])
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         store = Path(tmp) / "store"
         instance = Instance(Path(tmp) / "ts", store, unused_ports())
-        build_archive(args.export_dir, store)
+        archive = build_archive(args.export_dir, store)
         process = start(instance)
         try:
             wait_ready(instance, process)
             client = instance.client()
-            client.unregister()
-            for n, candidate in enumerate(CANDIDATES):
-                name = f"petseg-c{n}"
-                config = variant_config(candidate, Path(tmp))
-                build_archive(args.export_dir, store, name=name, config=config)
-                client.register(f"{name}.mar", candidate["workers"])
+            for candidate in CANDIDATES:
+                # the same model name each time, so the load reaches the candidate
+                client.unregister()
+                build_archive(args.export_dir, store, config=variant_config(candidate, Path(tmp)))
+                client.register(archive.name, candidate["workers"])
                 wait_ready(instance, process)
                 for concurrency in args.concurrency:
                     result = measure_candidate(instance, args.requests, concurrency)
                     print(
                         json.dumps({**candidate, "concurrency": concurrency, **result}), flush=True
                     )
-                client.unregister()
         finally:
             stop(instance, process)
 

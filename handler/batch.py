@@ -26,9 +26,15 @@ class Item:
     """The caller's X-Request-ID, else TorchServe's own id for the request."""
     request: Request | None = None
     image: Image.Image | None = None
+    """The decoded photo, reduced for the overlay when large (see decode_photo)."""
+    width: int = 0
+    height: int = 0
+    """The photo's own size, upright: the mask's."""
     box: Letterbox | None = None
     error: InputError | None = None
     labels: np.ndarray | None = None
+    found: list[dict[str, object]] = field(default_factory=list)
+    """Each class in ``labels`` besides background: fraction and bounding box."""
     quality: MaskQuality | None = None
     batch_size: int = 1
     timings: dict[str, float] = field(default_factory=dict)

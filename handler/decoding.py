@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import io
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")  # JPEG also opens MPO (phones)
 FORMAT_NAMES = "JPEG, PNG, WebP, BMP, GIF or TIFF"
+ORIENTATION = 0x0112
+"""The EXIF tag of how the camera was held; 5 to 8 turn the picture a quarter."""
+QUARTER_TURNS = (5, 6, 7, 8)
 
 
 class InputError(Exception):
@@ -72,13 +76,53 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def decode_image(data: bytes, max_pixels: int, min_side: int) -> Image.Image:
-    """Upright (EXIF orientation applied) 8-bit RGB pixels of the first frame."""
+@dataclass(frozen=True)
+class Photo:
+    """A decoded upload: upright RGB pixels, possibly reduced, and the photo's full size."""
+
+    image: Image.Image
+    width: int
+    height: int
+
+
+def reduction(width: int, height: int, max_side: int) -> int:
+    """The smallest of 1, 2, 4, 8 that brings the longer side to ``max_side`` or below
+    (0: no limit)."""
+    longest = max(width, height)
+    if not max_side or longest <= max_side:
+        return 1
+    return next((s for s in (2, 4, 8) if -(-longest // s) <= max_side), 8)
+
+
+def decode_photo(data: bytes, max_pixels: int, min_side: int, max_side: int = 0) -> Photo:
+    """Upright (EXIF orientation applied) 8-bit RGB pixels of the first frame, reduced by a power
+    of two until the longer side is at most ``max_side`` (0: full size).
+
+    A JPEG is reduced while it is decoded (libjpeg's DCT scaling: a 12-megapixel photo decodes
+    at half size in a third of the time), other formats after a full decode. ``width`` and
+    ``height`` stay the photo's own, upright: the mask is made at that size.
+    """
     image = open_image(bytes(data), max_pixels, min_side)
+    width, height = image.size
+    factor = reduction(width, height, max_side)
     try:
         image.seek(0)
+        if factor > 1 and image.format in ("JPEG", "MPO"):
+            image.draft("RGB", (width // factor, height // factor))
         image.load()
-        ImageOps.exif_transpose(image, in_place=True)  # not a copy when nothing to rotate
-        return to_rgb(image)
+        if image.size != (width, height):  # drafted: what libjpeg delivered
+            factor = 1
+        elif factor > 1:
+            image = image.reduce(factor)
+        orientation = image.getexif().get(ORIENTATION, 1)
+        image = ImageOps.exif_transpose(image) if orientation != 1 else image
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise InputError(400, f"corrupt or truncated {image.format} image: {exc}") from exc
+    if orientation in QUARTER_TURNS:
+        width, height = height, width
+    return Photo(to_rgb(image), width, height)
+
+
+def decode_image(data: bytes, max_pixels: int, min_side: int) -> Image.Image:
+    """Upright (EXIF orientation applied) 8-bit RGB pixels of the first frame, full size."""
+    return decode_photo(data, max_pixels, min_side).image

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from pathlib import Path
 
@@ -23,8 +22,9 @@ from ts.torch_handler.base_handler import BaseHandler
 import handler
 from handler import metrics
 from handler.batch import Batch, Item
-from handler.decoding import InputError, decode_image
+from handler.decoding import InputError, decode_photo
 from handler.imaging import letterbox_image
+from handler.memory import MemoryReleaser
 from handler.model import autocast_dtype, load_exported, photo_labels
 from handler.model_card import model_card
 from handler.payload import has_image, parse_request
@@ -41,11 +41,12 @@ from handler.rendering import (
     class_stats,
     encode,
     mask_png,
-    overlay_image,
+    paint_overlay,
     polygon_features,
     rle_masks,
 )
 from handler.settings import HandlerConfig
+from handler.threads import BusyWorkers, ThreadPlan
 
 logger = logging.getLogger(__name__)
 
@@ -65,8 +66,11 @@ class PetSegHandler(BaseHandler):
         gpu = properties.get("gpu_id")
         use_cuda = torch.cuda.is_available() and gpu is not None
         self.device = torch.device(f"cuda:{gpu}" if use_cuda else "cpu")
+        workers = int((context.model_yaml_config or {}).get("minWorkers", 1))
+        self.threads = ThreadPlan.for_worker(self.config.threads, workers)
+        self.workers = BusyWorkers()
         if not use_cuda:
-            torch.set_num_threads(self._cpu_threads(context))
+            torch.set_num_threads(self.threads.shared)
         self.model, self.spec = load_exported(Path(properties["model_dir"]), self.device)
         self.model = self.model.to(memory_format=torch.channels_last)
         self.autocast = autocast_dtype(self.device, self.config.mixed_precision)
@@ -75,6 +79,7 @@ class PetSegHandler(BaseHandler):
             (context.manifest or {}).get("model", {}).get("modelVersion") or self.spec.version
         )
         self._warm_up(int(properties.get("batch_size") or 1))
+        self.memory = MemoryReleaser(self.config.memory_margin_mb << 20)
         logger.info(
             "petseg %s on %s, %d threads, input %dpx, %s, code from %s",
             self.version,
@@ -91,7 +96,8 @@ class PetSegHandler(BaseHandler):
         sends it (one request, no image), so an inference client that adds a ``describe``
         header cannot swap its batch's answers for a model card."""
         self._describe_allowed = len(data) == 1 and not has_image(data[0])
-        return super().handle(data, context)
+        with self.workers.busy(), self.memory.working():
+            return super().handle(data, context)
 
     def _is_describe(self) -> bool:
         return self._describe_allowed and super()._is_describe()
@@ -113,12 +119,6 @@ class PetSegHandler(BaseHandler):
             ),
         ):
             return self.model(pixels).float()
-
-    def _cpu_threads(self, context) -> int:
-        if self.config.threads:
-            return self.config.threads
-        workers = int((context.model_yaml_config or {}).get("minWorkers", 1))
-        return max(1, (os.cpu_count() or 1) // max(1, workers))
 
     def _warm_up(self, batch_size: int) -> None:
         """The first forward pass is several times slower (allocations, kernel choice)."""
@@ -143,6 +143,9 @@ class PetSegHandler(BaseHandler):
 
     def inference(self, batch: Batch, *args, **kwargs) -> Batch:
         if batch.pixels is not None:
+            if self.device.type == "cpu":
+                threads = self.threads.threads(len(batch.items), self.workers.others_busy())
+                torch.set_num_threads(threads)
             start = time.perf_counter()
             batch.logits = self._forward(batch.pixels)
             if self.device.type == "cuda":
@@ -163,12 +166,14 @@ class PetSegHandler(BaseHandler):
             item.batch_size = len(batch.items)
             start = time.perf_counter()
             logits = batch.logits[next(good)]
-            item.labels = photo_labels(logits, item.box, item.image.height, item.image.width)
+            height, width = item.height, item.width
+            item.labels, regions = photo_labels(logits, item.box, height, width)
+            item.found = class_stats(regions, self.spec.class_names, height * width)
             item.quality = mask_quality(logits, item.box)
             answers.append(self._answer(index, item, start))
             self._log(
                 item,
-                f"{item.request.output} of {item.image.width}x{item.image.height}, batch of "
+                f"{item.request.output} of {item.width}x{item.height}, batch of "
                 f"{item.batch_size}, foreground {item.quality.foreground_fraction:.3f}",
             )
         if getattr(self.context, "metrics", None) is not None:
@@ -185,9 +190,13 @@ class PetSegHandler(BaseHandler):
             item.request = parse_request(
                 row, self._header(index, "Accept"), self._header(index, TOLERANCE_HEADER)
             )
-            item.image = decode_image(
-                item.request.image, self.config.max_image_pixels, self.config.min_image_side
+            photo = decode_photo(
+                item.request.image,
+                self.config.max_image_pixels,
+                self.config.min_image_side,
+                self.config.overlay_max_side,
             )
+            item.image, item.width, item.height = photo.image, photo.width, photo.height
         except InputError as exc:
             item.error = exc
         item.timings["preprocess"] = _ms(start)
@@ -227,17 +236,17 @@ class PetSegHandler(BaseHandler):
 
     def _render(self, output: str, item: Item) -> bytes | str:
         """Every output but the full JSON answer."""
-        labels, names = item.labels, self.spec.class_names
+        labels, found = item.labels, item.found
         match output:
             case "mask":
                 return mask_png(labels, self.spec.palette)
             case "overlay":
                 return self._overlay_jpeg(item)
             case "rle":
-                return json.dumps({**self._frame(item), "masks": rle_masks(labels, names)})
+                return json.dumps({**self._frame(item), "masks": rle_masks(labels, found)})
             case _:  # polygons: a GeoJSON FeatureCollection, our fields beside its own
                 features = polygon_features(
-                    labels, names, self.spec.palette, item.request.tolerance
+                    labels, found, self.spec.palette, item.request.tolerance
                 )
                 return json.dumps(
                     {
@@ -257,16 +266,19 @@ class PetSegHandler(BaseHandler):
                 "precision": self.precision,
                 "training_data": self.spec.training_data.get("kind", "unknown"),
             },
-            "width": item.image.width,
-            "height": item.image.height,
+            "width": item.width,
+            "height": item.height,
         }
 
     def _overlay_jpeg(self, item: Item) -> bytes:
-        image = overlay_image(item.image, item.labels, self.spec.palette, self.config.overlay_alpha)
+        """The decoded photo is painted on: nothing needs its own pixels afterwards."""
+        image = paint_overlay(
+            item.image, item.labels, self.spec.palette, self.config.overlay_alpha, item.found
+        )
         return encode(image, "jpeg", self.config.jpeg_quality)
 
     def _result(self, item: Item, mask: bytes, overlay: bytes) -> dict:
-        found = class_stats(item.labels, self.spec.class_names)
+        found = item.found
         classes = zip(self.spec.class_names, self.spec.palette, strict=True)
         return {
             **self._frame(item),

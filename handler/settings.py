@@ -13,10 +13,16 @@ class HandlerConfig:
     min_image_side: int = 8
     overlay_alpha: float = 0.5
     jpeg_quality: int = 85
+    overlay_max_side: int = 2048
+    """Longest side of the overlay image; a larger photo is reduced by a power of two (a JPEG
+    while it is decoded). 0: the photo's own size. The mask is always the photo's size."""
     threads: int = 0
-    """torch threads per CPU worker; 0 = cores / workers (TorchServe sets none itself)."""
+    """torch threads per CPU worker; 0 = the plan of handler/threads.py (usable cores / workers,
+    all usable cores for a lone request)."""
     mixed_precision: bool = True
     """bf16 on CPUs with native bf16, fp16 on CUDA, else fp32 (see autocast_dtype)."""
+    memory_margin_mb: int = 128
+    """Growth over the warmed-up resident size after which freed memory is handed back."""
 
     @classmethod
     def from_yaml(cls, section: dict | None) -> HandlerConfig:

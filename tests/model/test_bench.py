@@ -10,6 +10,7 @@ import threading
 import numpy as np
 import pytest
 import requests
+import torch
 from PIL import Image
 
 from bench import report
@@ -17,7 +18,11 @@ from bench.inputs import pet_photo
 from bench.limit import measure_limits
 from bench.loadgen import Target, measure
 from bench.naive_baseline import NaiveSegmenter, QueueingHTTPServer, make_handler
+from bench.pipeline import PipelineRun, pipeline_limit
+from bench.run import random_weights_model
+from handler.model import load_exported
 from handler.petseg_handler import PetSegHandler
+from handler.spec import ModelSpec
 from tests.support import images
 from tests.support.handler_context import FakeContext, run
 
@@ -58,51 +63,91 @@ def test_naive_baseline_answers_over_http(naive):
         server.server_close()
 
 
-def test_limit_rows_and_report(naive, tmp_path):
+def test_limit_rows(naive):
     limits = measure_limits(naive.model, naive.spec.input_size, [1, 2], seconds=0.05)
     assert [(r["variant"], r["batch"]) for r in limits][:2] == [
         ("eager fp32", 1),
         ("eager fp32", 2),
     ]
     assert all(r["images_per_s"] is None or r["images_per_s"] > 0 for r in limits)
-    loads = [
-        {
-            "system": system,
-            "photo": photo,
-            "concurrency": c,
-            "images_per_s": 10.0 + c,
-            "p50_ms": 50.0,
-            "p95_ms": 60.0,
-            "p99_ms": 70.0,
-            "errors": 0,
-            "server_rss_mb": 900,
-        }
-        for system in ("naive server (baseline)", *report.SERVED)
-        for photo in ("500x375", "4000x3000")
-        for c in (1, 4, 16)
-    ]
-    results = {
-        "machine": report.machine(),
-        "model": {"input_size": naive.spec.input_size},
-        "limits": limits,
+
+
+def test_pipeline_limit_runs_the_handler_in_every_configured_worker(tiny_export):
+    settings = {"minWorkers": 2, "batchSize": 2, "handler": {"threads": 1}}
+    row = pipeline_limit(PipelineRun(tiny_export, settings, pet_photo(120, 90), 0.2, 2))
+    assert row["workers"] == 2 and row["repeats"] == 2
+    assert 0 < row["min"] <= row["images_per_s"] <= row["max"]
+
+
+def test_the_speed_model_has_the_demo_classes_at_256_px(tiny_export, tmp_path):
+    folder = random_weights_model(tiny_export, tmp_path / "random")
+    model, spec = load_exported(folder)
+    assert spec.input_size == 256 and spec.class_names == ModelSpec.load(tiny_export).class_names
+    assert "random" in spec.training_data["kind"]
+    with torch.inference_mode():
+        assert model(torch.zeros(1, 3, 256, 256)).shape == (1, spec.num_outputs, 256, 256)
+
+
+def fake_model(direct16: float, trained: bool) -> dict:
+    """Results of one model with the naive server at 10 img/s and 100 ms everywhere."""
+    loads = []
+    for system in (report.NAIVE, *report.SERVED):
+        for photo in report.PHOTOS:
+            for c in (1, 4, 16):
+                served = system != report.NAIVE
+                rate = direct16 if served and c == 16 else 10.0
+                p50 = {report.NAIVE: 100.0, report.DIRECT: 90.0, report.PROXY: 92.0}[system]
+                loads.append(
+                    {
+                        "system": system,
+                        "photo": photo,
+                        "concurrency": c,
+                        "images_per_s": rate,
+                        "p50_ms": p50,
+                        "p95_ms": p50,
+                        "p99_ms": p50,
+                        "errors": 0,
+                        "server_rss_mb": 900,
+                    }
+                )
+    pipeline = {"images_per_s": 40.0, "min": 39.0, "max": 41.0, "repeats": 3, "workers": 2}
+    return {
+        "trained": trained,
+        "input_size": 96,
+        "limits": [{"variant": "eager fp32", "batch": 1, "images_per_s": 20.0}],
+        "pipeline": dict.fromkeys(report.PHOTOS, pipeline),
         "loads": loads,
-        "mask_agreement_vs_fp32_eager": dict.fromkeys(report.SERVED, 0.999),
-        "handler_timings_ms_500x375": {
-            "request": 50.0,
-            "preprocess": 2.0,
-            "inference": 30.0,
-            "postprocess": 4.0,
+        "handler_timings_ms": {
+            photo: {"request": 100.0, "preprocess": 50.0, "postprocess": 110.0}
+            for photo in report.PHOTOS
+        },
+        "worker_memory": [{"pid": 1, "idle_mb": 900, "after_burst_mb": 1500, "settled_mb": 1100}],
+        "mask_agreement_vs_fp32_eager": {
+            system: dict.fromkeys(report.PHOTOS, 0.999) for system in report.SERVED
         },
     }
+
+
+def test_report_checks_every_target_per_model_and_charts_both_sizes(tmp_path):
+    results = {
+        "machine": report.machine(),
+        "decode_ms": dict.fromkeys(report.PHOTOS, 50.0),
+        "models": {"demo": fake_model(36.0, True), "256": fake_model(20.0, False)},
+    }
     results["targets"] = report.targets(results)
-    met = {t["target"].split(",")[0]: t["met"] for t in results["targets"]}
-    assert (
-        met["served masks = fp32 eager masks"]
-        and met["decode+preprocess+postprocess / request time"]
-    )
-    assert not met["TorchServe direct c=16 / naive server c=16 (500x375)"]  # 26 vs 26
+    met = {t["target"]: t["met"] for t in results["targets"]}
+    assert met["demo: direct c=16 / pipeline limit, 500x375"]  # 36 / 40
+    assert not met["256: direct c=16 / pipeline limit, 500x375"]  # 20 / 40
+    assert met["demo: direct c=16 / naive c=16, 4000x3000"]  # 36 / 10
+    assert not met["256: direct c=16 / naive c=16, 500x375"]  # 20 / 10
+    assert met["demo: direct c=1 p50 / naive c=1 p50, 500x375"]  # 90 / 100
+    assert met["demo: proxy p50 - direct p50 at c=1, ms, 500x375"]  # 2 ms
+    assert met["demo: handler pre+post / one full decode, 4000x3000"] is False  # 160 / 50
+    assert met["demo: worker RSS growth after a 12 MP burst, MB"]  # 200
+    assert met["demo: served masks = fp32 eager masks, 4000x3000"]
+    assert not any(t.startswith("256: served masks") for t in met)  # random weights: no masks
     text = "\n".join(report.table(results))
-    assert "eager fp32" in text and "MISSED" in text
+    assert "x limit" in text and "MISSED" in text and "0.90" in text  # 36 / 40 in the table
     report.chart(results, tmp_path / "chart.png")
     with Image.open(tmp_path / "chart.png") as chart:
-        assert chart.format == "PNG"
+        assert chart.format == "PNG" and chart.height > chart.width / 2  # two rows of panels

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from handler import metrics
+from handler import metrics, threads
 from handler.petseg_handler import PetSegHandler
 from handler.protocol import MODEL_VERSION_HEADER, OUTPUTS, REQUEST_ID_HEADER
 from handler.settings import HandlerConfig
@@ -223,14 +223,21 @@ def test_unknown_handler_setting_is_refused():
         HandlerConfig.from_yaml({"max_pixels": 5})
 
 
-def test_threads_default_to_cores_per_worker(tiny_export, monkeypatch):
+def test_threads_are_a_share_of_the_cores_and_all_of_them_for_a_lone_request(
+    tiny_export, monkeypatch, tmp_path
+):
     import torch
 
-    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    monkeypatch.setattr(threads, "usable_cores", lambda: 8)
+    monkeypatch.setattr(threads, "_default_folder", lambda: tmp_path / "workers")
     before = torch.get_num_threads()
     try:
         h = PetSegHandler()
         h.initialize(FakeContext(tiny_export, yaml={"minWorkers": 4}))
+        assert torch.get_num_threads() == 2
+        run(h, [{"body": images.jpeg()}], tiny_export)
+        assert torch.get_num_threads() == 8
+        run(h, [{"body": images.jpeg()}, {"body": images.jpeg()}], tiny_export)
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
@@ -246,3 +253,20 @@ def test_describe_gives_the_model_card_only_as_torchserve_asks_for_it(handler, t
     rows = [{"body": images.jpeg()}, {"body": images.jpeg()}]
     answers, context = run(handler, rows, tiny_export, headers=asked)
     assert [json.loads(a)["width"] for a in answers] == [160, 160] and not context.statuses
+
+
+def test_a_big_photo_gets_a_full_size_mask_and_a_reduced_overlay(tiny_export):
+    h = PetSegHandler()
+    h.initialize(FakeContext(tiny_export, yaml={"handler": {"overlay_max_side": 600}}))
+    (answer,), _ = run(h, [{"body": images.jpeg(2400, 1000)}], tiny_export)
+    result = json.loads(answer)
+    assert (result["width"], result["height"]) == (2400, 1000)
+    mask = np.asarray(images.from_base64(result["mask_png"]))
+    assert mask.shape == (1000, 2400)
+    assert images.from_base64(result["overlay_jpeg"]).size == (600, 250)  # 1/4
+    assert result["found"]
+    for found in result["found"]:  # the statistics are the full-size mask's
+        x0, y0, x1, y1 = found["bbox"]
+        inside = mask[y0:y1, x0:x1] == found["id"]
+        assert inside[0].any() and inside[-1].any() and inside[:, 0].any() and inside[:, -1].any()
+        assert abs((mask == found["id"]).mean() - found["fraction"]) < 1e-6

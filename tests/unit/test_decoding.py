@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from handler.decoding import InputError, decode_image
+from handler.decoding import InputError, decode_image, decode_photo, reduction
 from tests.support import images
 
 LIMIT, MIN_SIDE = 25_000_000, 8
@@ -83,3 +83,24 @@ def test_decoding_reads_only_the_first_frame():
     image = decode(images.animated_gif())
     assert image.size == (64, 48)
     assert Image.open(io.BytesIO(images.animated_gif())).n_frames == 3
+
+
+@pytest.mark.parametrize(
+    ("size", "max_side", "factor"),
+    [((4000, 3000), 2048, 2), ((4000, 3000), 0, 1), ((1000, 700), 2048, 1), ((9000, 50), 1000, 8)],
+)
+def test_big_photos_are_reduced_by_a_power_of_two_for_the_overlay(size, max_side, factor):
+    assert reduction(*size, max_side) == factor
+
+
+@pytest.mark.parametrize("encoder", [images.jpeg, images.png])
+def test_a_reduced_decode_keeps_the_photo_size_for_the_mask(encoder):
+    photo = decode_photo(encoder(1000, 600), 25_000_000, 8, max_side=300)
+    assert (photo.width, photo.height) == (1000, 600)
+    assert photo.image.size == (250, 150) and photo.image.mode == "RGB"  # 1/4: JPEG or not
+
+
+def test_a_reduced_rotated_photo_keeps_its_upright_size():
+    photo = decode_photo(images.exif_rotated_jpeg(1600, 1200), 25_000_000, 8, max_side=800)
+    assert (photo.width, photo.height) == (1200, 1600)
+    assert photo.image.size == (600, 800)
