@@ -23,10 +23,11 @@ from petseg.launcher import Instance, start, stop, unused_ports, wait_ready
 
 CANDIDATES = [
     # threads 0: the handler's plan (a worker's share of the cores, all of them for a lone request)
-    {"workers": 2, "threads": 1, "batchSize": 8, "maxBatchDelay": 5},
     {"workers": 2, "threads": 0, "batchSize": 8, "maxBatchDelay": 5},
-    {"workers": 2, "threads": 0, "batchSize": 8, "maxBatchDelay": 2},
-    {"workers": 1, "threads": 0, "batchSize": 8, "maxBatchDelay": 2},
+    {"workers": 2, "threads": 0, "batchSize": 8, "maxBatchDelay": 1},
+    {"workers": 2, "threads": 0, "batchSize": 4, "maxBatchDelay": 5},
+    {"workers": 2, "threads": 0, "batchSize": 4, "maxBatchDelay": 1},
+    {"workers": 2, "threads": 0, "batchSize": 6, "maxBatchDelay": 2},
 ]
 
 

@@ -21,6 +21,9 @@ class HandlerConfig:
     all usable cores for a lone request)."""
     mixed_precision: bool = True
     """bf16 on CPUs with native bf16, fp16 on CUDA, else fp32 (see autocast_dtype)."""
+    onnx_for_lone_requests: bool = True
+    """On a CPU, a request alone in its batch runs in ONNX Runtime when the worker measured it
+    clearly faster than torch at start-up (handler/lone_forward.py)."""
     memory_margin_mb: int = 128
     """Growth over the warmed-up resident size after which freed memory is handed back."""
 

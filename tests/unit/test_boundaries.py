@@ -15,7 +15,15 @@ HEAVY = ("torch", "numpy", "PIL", "segmentation_models_pytorch")
 STDLIB = set(sys.stdlib_module_names)
 ALLOWED = {
     # package: top-level modules its files may import besides the standard library
-    "handler": {"handler", "torch", "numpy", "PIL", "segmentation_models_pytorch", "ts"},
+    "handler": {
+        "handler",
+        "torch",
+        "numpy",
+        "PIL",
+        "segmentation_models_pytorch",
+        "ts",
+        "onnxruntime",
+    },
     "torchserve_client": {"torchserve_client", "requests", "handler.protocol"},
     "frontend_server": {
         "frontend_server",
