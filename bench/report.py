@@ -12,6 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 NAIVE, DIRECT, PROXY = "naive server (baseline)", "TorchServe direct", "through the proxy"
+BATCHED = "handler, a batch in-process"
 SERVED = (DIRECT, PROXY)
 PHOTOS = ("500x375", "4000x3000")
 COMPARE = {">=": operator.ge, "<=": operator.le}
@@ -112,7 +113,11 @@ def _model_targets(results: dict, name: str, model: dict) -> list[tuple[str, flo
             (f"{name}: worker RSS growth after a 12 MP burst, MB", settled, "<=", 300.0),
         ]
         for photo in PHOTOS:
-            agreement = min(model["mask_agreement_vs_fp32_eager"][s][photo] for s in SERVED)
+            agreement = min(
+                by_photo[photo]
+                for system, by_photo in model["mask_agreement_vs_fp32_eager"].items()
+                if system != NAIVE
+            )
             target = f"{name}: served masks = fp32 eager masks, {photo}"
             rows.append((target, agreement, ">=", 0.995))
     return rows

@@ -39,7 +39,7 @@ from bench.inputs import SIZES, pet_photo
 from bench.limit import measure_limits
 from bench.loadgen import Target, TorchServeTarget, measure
 from bench.naive_baseline import NaiveSegmenter
-from bench.pipeline import PipelineRun, pipeline_limit
+from bench.pipeline import PipelineRun, local_handler, pipeline_limit
 from handler.model import build_model
 from handler.spec import SPEC_FILENAME, ModelSpec
 from petseg.archive import MODEL_CONFIG, build_archive
@@ -146,7 +146,7 @@ def decode_ms(data: bytes, calls: int = 9) -> float:
     return round(statistics.median(times), 2)
 
 
-def mask_of(answer: bytes) -> np.ndarray:
+def mask_of(answer: bytes | str) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(base64.b64decode(json.loads(answer)["mask_png"]))))
 
 
@@ -183,6 +183,19 @@ class Workload:
     plan: list[tuple[str, int, int]]
     checks: dict[str, list[bytes]] = field(default_factory=dict)
     reference: dict[str, list[np.ndarray]] = field(default_factory=dict)
+
+
+def batched_agreement(model_dir: Path, settings: dict, work: Workload) -> dict[str, float]:
+    """The served precision's masks: each photo size's checks as one batch through the handler
+    in-process (served one at a time, a request may take the lone request's fp32 runtime)."""
+    handler, context = local_handler(model_dir, settings)
+    agreement = {}
+    for photo, checks in work.checks.items():
+        answers = handler.handle([{"body": data} for data in checks], context)
+        masks = [mask_of(answer) for answer in answers]
+        equal = sum(int((m == r).sum()) for m, r in zip(masks, work.reference[photo], strict=True))
+        agreement[photo] = round(equal / sum(r.size for r in work.reference[photo]), 5)
+    return agreement
 
 
 def measure_system(system: System, model: Model, work: Workload) -> None:
@@ -239,7 +252,7 @@ def measure_torchserve(model: Model, tmp: Path, work: Workload) -> None:
     instance = Instance(tmp / "ts", store, unused_ports())
     process = start(instance)
     try:
-        wait_ready(instance, process, timeout=300)
+        wait_ready(instance, process, timeout=300, every_worker=True)
         client = instance.client()
         target = TorchServeTarget(
             instance.url("inference"), instance.url("management"), instance.key_file
@@ -281,6 +294,9 @@ def measure_in_process(model: Model, settings: dict, device: str, work: Workload
             photo: [naive.labels(data)[1] for data in checks]
             for photo, checks in work.checks.items()
         }
+        model.results["mask_agreement_vs_fp32_eager"][report.BATCHED] = batched_agreement(
+            model.export_dir, settings, work
+        )
     del naive
     model.results["pipeline"] = {}
     for photo, data in work.photos.items():

@@ -71,7 +71,7 @@ def main() -> None:
                 client.unregister()
                 build_archive(args.export_dir, store, config=variant_config(candidate, Path(tmp)))
                 client.register(archive.name, candidate["workers"])
-                wait_ready(instance, process)
+                wait_ready(instance, process, every_worker=True)
                 for concurrency in args.concurrency:
                     result = measure_candidate(instance, args.requests, concurrency)
                     print(

@@ -1,23 +1,33 @@
 """A faster forward pass for a request that is alone on a CPU, where one is measured to exist.
 
 At batch 1 a small model spends its time on per-layer overhead rather than arithmetic: the
-96 px demo U-Net takes ~21 ms in torch on 2 cores (bf16 or fp32 alike), ~10 ms in ONNX Runtime
-fp32. At 256 px torch's bf16 wins (~34 ms against ~54). So at start-up the worker exports the
-model to ONNX, times both runtimes on a batch of one with every core, and keeps ONNX Runtime for
-lone requests only if it is clearly faster on this machine and this model. Batches of several
-requests always run in torch (bf16 batches are faster there). Masks from ONNX Runtime are fp32's.
+96 px demo U-Net takes ~21 ms in torch on 2 cores (bf16 or fp32 alike), ~11 ms in ONNX Runtime
+fp32. At 256 px torch's bf16 wins (~34 ms against ~54). So at start-up the worker has the model
+exported to ONNX, times both runtimes on a batch of one with every core (one worker of the
+machine at a time: measured side by side, both lose), and keeps ONNX Runtime for lone requests
+only if it is clearly faster on this machine and this model. Batches of several requests always
+run in torch (bf16 batches are faster there). Masks from ONNX Runtime are fp32's.
+
+The export runs in a child process: torch's ONNX exporter and the onnx package would otherwise
+stay in every worker (~120 MB each); the session itself costs about the weights again (~110 MB
+for the demo model), and nothing when ONNX Runtime loses.
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import multiprocessing
 import statistics
 import time
 import warnings
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 import torch
+
+from handler.model import load_exported
 
 logger = logging.getLogger(__name__)
 
@@ -36,13 +46,11 @@ def _median_ms(forward: Forward, pixels: torch.Tensor, calls: int = 7) -> float:
     return statistics.median(times)
 
 
-def onnx_forward(model: torch.nn.Module, size: int, threads: int) -> Forward | None:
-    """The model in ONNX Runtime on the CPU with ``threads`` threads, for a batch of one (its
-    only use; a fixed shape), or None when ONNX Runtime or the ONNX exporter is missing."""
-    try:
-        import onnxruntime
-    except ImportError:
-        return None
+def export_onnx(model_dir: Path) -> bytes | None:
+    """The exported model of ``model_dir`` as ONNX for a batch of one (its only use here: a
+    fixed shape), or None when the onnx package is missing. Runs in the child process."""
+    model, spec = load_exported(model_dir)
+    size = spec.input_size
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         # the TorchScript-based exporter is deprecated, but the new one needs onnxscript
@@ -56,16 +64,28 @@ def onnx_forward(model: torch.nn.Module, size: int, threads: int) -> Forward | N
                 output_names=["logits"],
                 dynamo=False,
             )
-        except torch.onnx.OnnxExporterError:  # the onnx package is missing
+        except torch.onnx.OnnxExporterError:
             return None
+    return buffer.getvalue()
+
+
+def onnx_forward(model_dir: Path, threads: int) -> Forward | None:
+    """The model in ONNX Runtime on the CPU with ``threads`` threads, for a batch of one, or
+    None when ONNX Runtime or the ONNX exporter is missing."""
+    try:
+        import onnxruntime
+    except ImportError:
+        return None
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as child:
+        exported = child.submit(export_onnx, model_dir).result()
+    if exported is None:
+        return None
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     # threads sleep when a run ends instead of spinning: the other worker needs the cores
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = onnxruntime.InferenceSession(
-        buffer.getvalue(), options, providers=["CPUExecutionProvider"]
-    )
+    session = onnxruntime.InferenceSession(exported, options, providers=["CPUExecutionProvider"])
 
     def forward(pixels: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(session.run(None, {"x": pixels.contiguous().numpy()})[0])
@@ -74,11 +94,12 @@ def onnx_forward(model: torch.nn.Module, size: int, threads: int) -> Forward | N
 
 
 def faster_lone_forward(
-    model: torch.nn.Module, size: int, threads: int, torch_forward: Forward
+    model_dir: Path, size: int, threads: int, torch_forward: Forward
 ) -> Forward | None:
     """ONNX Runtime's forward pass if it beats ``torch_forward`` (already set up for a lone
-    request: ``threads`` threads) on a batch of one by the margin; else None."""
-    candidate = onnx_forward(model, size, threads)
+    request: ``threads`` threads) on a batch of one by the margin; else None. The caller holds
+    the machine alone while this measures."""
+    candidate = onnx_forward(model_dir, threads)
     if candidate is None:
         return None
     pixels = torch.zeros(1, 3, size, size).contiguous(memory_format=torch.channels_last)

@@ -169,9 +169,13 @@ def start(instance: Instance, load_models: str = DEFAULT_ARCHIVE) -> subprocess.
 
 
 def wait_ready(
-    instance: Instance, process: subprocess.Popen | None = None, timeout: float = 180
+    instance: Instance,
+    process: subprocess.Popen | None = None,
+    timeout: float = 180,
+    every_worker: bool = False,
 ) -> None:
-    """Block until the model has a READY worker; fail early if TorchServe exits."""
+    """Block until the model has a READY worker (``every_worker``: all of them, as a
+    measurement needs: a worker still starting takes CPU); fail early if TorchServe exits."""
     client = instance.client()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -179,7 +183,8 @@ def wait_ready(
             raise RuntimeError(
                 f"TorchServe exited with {process.returncode}; see {instance.workdir}"
             )
-        if client.health().ready_workers:
+        health = client.health()
+        if health.ready_workers and (not every_worker or health.ready_workers == health.workers):
             return
         time.sleep(0.5)
     raise TimeoutError(
