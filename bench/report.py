@@ -85,8 +85,6 @@ def _model_targets(results: dict, name: str, model: dict) -> list[tuple[str, flo
             (f"{name}: direct c=16 / naive c=16, {photo}", throughput, ">=", 3.0),
         ]
     direct16 = load(model, DIRECT, "500x375", 16)
-    direct1, proxy1 = load(model, DIRECT, "500x375", 1), load(model, PROXY, "500x375", 1)
-    proxy_extra = proxy1["p50_ms"] - direct1["p50_ms"]
     rows += [
         (
             f"{name}: direct c=16 / pipeline limit, 500x375",
@@ -95,8 +93,8 @@ def _model_targets(results: dict, name: str, model: dict) -> list[tuple[str, flo
             0.9,
         ),
         (
-            f"{name}: proxy p50 - direct p50 at c=1, ms, 500x375",
-            proxy_extra,
+            f"{name}: proxy's added time at c=1 (median of pairs), ms, 500x375",
+            model["proxy_added_ms"]["500x375"]["median"],
             "<=",
             3.0,
         ),
@@ -170,6 +168,13 @@ def _model_table(results: dict, name: str, model: dict) -> list[str]:
             + ", ".join(f"{k} {v}" for k, v in stages.items())
         )
     lines.append(memory_line(model["worker_memory"]).strip())
+    lines.append(
+        "proxy's added time at c=1, ms, median of alternating pairs (quartiles): "
+        + ", ".join(
+            f"{photo} {v['median']} ({v['q1']} to {v['q3']})"
+            for photo, v in model["proxy_added_ms"].items()
+        )
+    )
     for system, by_photo in model["mask_agreement_vs_fp32_eager"].items():
         lines.append(
             f"mask agreement with fp32 eager, {system}: "

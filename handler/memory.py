@@ -45,9 +45,11 @@ class MemoryReleaser:
     def __init__(self, margin_bytes: int, idle_s: float = 1.0) -> None:
         self.margin = margin_bytes
         self.idle_s = idle_s
-        self.baseline = resident_bytes()
         self.trims = 0
         self._trim = _malloc_trim()
+        if self._trim is not None:  # the start-up's garbage (warm-up, measurements) first
+            self._trim(0)
+        self.baseline = resident_bytes()
         self._changed = threading.Condition()
         self._working = False
         self._last_batch: float | None = None
