@@ -38,7 +38,7 @@ help:
 	@echo "make serve        start TorchServe on 127.0.0.1:8080-8082 with petseg loaded"
 	@echo "make stop         stop it"
 	@echo "make cluster N=2  N instances behind nginx on 127.0.0.1:$(CLUSTER_PORT); make cluster-stop"
-	@echo "make bench [BENCH_ARGS=--long]  the model's limit vs a naive server vs TorchServe"
+	@echo "make bench [BENCH_ARGS=--long]  pipeline limit vs a naive server vs TorchServe"
 	@echo "make image        the model-server and web images (podman), from $(EXPORT_DIR)"
 	@echo "make image-run    both in a pod, the page on 127.0.0.1:$(POD_PORT); make image-stop"
 	@echo "make manifests [OVERLAY=gpu]  the Kubernetes manifests, rendered (deploy/k8s)"
@@ -94,7 +94,7 @@ run: model_store/petseg.mar
 serve: model_store/petseg.mar
 	$(PETSEG) serve
 
-# Throughput and latency, ~5 minutes: results in bench/results/ (JSON + PNG chart).
+# Throughput and latency of two models, ~8 minutes: results in bench/results/ (JSON + PNG chart).
 bench: $(EXPORT_DIR)/model_spec.json | $(STAMP)
 	$(PY) -m bench.run --export-dir $(EXPORT_DIR) $(BENCH_ARGS)
 
