@@ -70,8 +70,9 @@ class ThreadPlan:
 
 
 def _default_folder() -> Path:
+    """/dev/shm (memory, one per machine or pod) where it is writable, else the temp folder."""
     shared = Path("/dev/shm")
-    base = shared if shared.is_dir() else Path(tempfile.gettempdir())
+    base = shared if os.access(shared, os.W_OK) else Path(tempfile.gettempdir())
     return base / f"petseg-workers-{os.getuid()}"
 
 
