@@ -25,7 +25,7 @@ from handler import metrics
 from handler.batch import Batch, Item
 from handler.decoding import InputError, decode_photo
 from handler.imaging import letterbox_image
-from handler.lone_forward import faster_lone_forward
+from handler.lone_forward import Forward, faster_lone_forward
 from handler.memory import MemoryReleaser
 from handler.model import autocast_dtype, load_exported, photo_labels
 from handler.model_card import model_card
@@ -132,7 +132,7 @@ class PetSegHandler(BaseHandler):
         for n in sorted({1, batch_size}):
             self._forward(torch.zeros(n, 3, size, size, device=self.device))
 
-    def _lone_runtime(self, model_dir: Path):
+    def _lone_runtime(self, model_dir: Path) -> Forward | None:
         """A lone request's forward pass on a CPU: torch warmed up with every core, and ONNX
         Runtime's when measured clearly faster (handler/lone_forward.py)."""
         size = self.spec.input_size

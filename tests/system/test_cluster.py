@@ -40,7 +40,9 @@ class Answer:
 class Hop:
     """One line of nginx's access log."""
 
-    at: float
+    started: float
+    """When nginx received the request (its log time is the end of the answer to the client,
+    which for a request in flight when an instance is killed can come after the kill)."""
     status: int
     tried: list[str]
     """Every instance (web proxy address) the request went to, in order; the last answered."""
@@ -106,14 +108,16 @@ def load(url: str, total: int, concurrency: int = 16, until: threading.Event | N
 
 
 def hops(cluster: fleet.Cluster, since: float = 0.0) -> list[Hop]:
+    """The requests nginx received at ``since`` or later."""
     lines = (Path(cluster.root) / "nginx" / "access.log").read_text().splitlines()
     found = []
     for line in lines:
-        at, status, _, upstreams, _ = line.split("|")
+        ended, status, duration, upstreams, _ = line.split("|")
         # "a, b" when nginx tried a then b; "a : b" when it went on to another upstream group
         tried = [u.strip() for u in upstreams.replace(" : ", ", ").split(",")]
-        if float(at) >= since:
-            found.append(Hop(float(at), int(status), tried))
+        started = float(ended) - float(duration)
+        if started >= since:
+            found.append(Hop(started, int(status), tried))
     return found
 
 
