@@ -120,15 +120,3 @@ def pipeline_limit(run: PipelineRun) -> dict[str, float]:
         "repeats": run.repeats,
         "workers": workers,
     }
-
-
-def lone_request_ms(handler: PetSegHandler, context: LocalContext, photo: bytes, calls: int):
-    """Median milliseconds of one request alone in its batch (the single-user case), with the
-    handler's per-stage medians."""
-    handler.handle([{"body": photo}], context)
-    totals: list[float] = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        handler.handle([{"body": photo}], context)
-        totals.append((time.perf_counter() - start) * 1000)
-    return round(statistics.median(totals), 2)

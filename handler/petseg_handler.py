@@ -164,9 +164,12 @@ class PetSegHandler(BaseHandler):
         if batch.pixels is not None:
             lone = False  # and every core ours: no other worker busy
             if self.device.type == "cpu":
-                threads = self.threads.threads(len(batch.items), self.workers.others_busy())
+                requests = len(batch.items)
+                # the other workers matter only to a lone request: no lock probing otherwise
+                others = self.workers.others_busy() if requests == 1 else 0
+                threads = self.threads.threads(requests, others)
                 torch.set_num_threads(threads)
-                lone = len(batch.items) == 1 and threads == self.threads.lone
+                lone = requests == 1 and threads == self.threads.lone
             start = time.perf_counter()
             if lone and self.lone_forward is not None:
                 batch.logits, batch.precision = self.lone_forward(batch.pixels), "float32"

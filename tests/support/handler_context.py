@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from bench.pipeline import LocalContext
+
 
 class FakeMetrics:
     """Keeps the last value of each metric, and every emission of the handler's own."""
@@ -28,23 +30,15 @@ class FakeMetrics:
         return Metric()
 
 
-class FakeContext:
-    """The parts of ts.context.Context a handler touches."""
+class FakeContext(LocalContext):
+    """The bench's in-process context, keeping what the handler sets on it, with metrics that
+    remember and TorchServe's kind of request ids."""
 
     def __init__(self, model_dir, batch_size=4, yaml=None):
-        self.system_properties = {
-            "model_dir": str(model_dir),
-            "gpu_id": None,
-            "batch_size": batch_size,
-        }
-        self.manifest = {"model": {"modelName": "petseg", "modelVersion": "1.0"}}
+        super().__init__(model_dir, {"batchSize": batch_size, **(yaml or {})})
         self.model_yaml_config = yaml or {}
         self.metrics = FakeMetrics()
-        self.headers, self.statuses, self.content_types = {}, {}, {}
-        self.response_headers = {}
-
-    def get_request_header(self, idx, key):
-        return self.headers.get(idx, {}).get(key)
+        self.statuses, self.content_types, self.response_headers = {}, {}, {}
 
     def get_request_id(self, idx=0):
         return f"torchserve-{idx}"
