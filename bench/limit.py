@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from handler.model import autocast_dtype
+from handler.model import ServingModel
 
 Forward = Callable[[torch.Tensor], object]
 
@@ -35,19 +35,10 @@ def eager(model: torch.nn.Module, size: int) -> Forward:
     return forward
 
 
-def mixed_precision(model: torch.nn.Module, size: int) -> Forward | None:
-    """What the handler runs: channels-last memory layout and autocast (bf16 on this CPU)."""
-    device = next(model.parameters()).device
-    dtype = autocast_dtype(device)
-    if dtype is None:
-        return None
-    fast = copy.deepcopy(model).to(memory_format=torch.channels_last)
-
-    def forward(x: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode(), torch.autocast(device.type, dtype=dtype):
-            return fast(x.contiguous(memory_format=torch.channels_last))
-
-    return forward
+def served(model: torch.nn.Module, size: int) -> Forward:
+    """What the handler runs (handler.model.ServingModel): batch norms folded, channels-last,
+    bf16 weights on this CPU where it has native bf16."""
+    return ServingModel(copy.deepcopy(model), next(model.parameters()).device, True)
 
 
 def onnxruntime_fp32(model: torch.nn.Module, size: int) -> Forward | None:
@@ -82,7 +73,7 @@ def onnxruntime_fp32(model: torch.nn.Module, size: int) -> Forward | None:
 
 VARIANTS = [
     Variant("eager fp32", eager),
-    Variant("channels-last + autocast (served)", mixed_precision),
+    Variant("served (ServingModel)", served),
     Variant("ONNX Runtime fp32", onnxruntime_fp32),
 ]
 

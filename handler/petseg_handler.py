@@ -27,7 +27,7 @@ from handler.decoding import InputError, decode_photo
 from handler.imaging import letterbox_image
 from handler.lone_forward import Forward, faster_lone_forward
 from handler.memory import MemoryReleaser
-from handler.model import autocast_dtype, load_exported, photo_labels
+from handler.model import ServingModel, load_exported, photo_labels
 from handler.model_card import model_card
 from handler.payload import has_image, parse_request
 from handler.protocol import (
@@ -73,9 +73,8 @@ class PetSegHandler(BaseHandler):
         self.workers = BusyWorkers()
         if not use_cuda:
             torch.set_num_threads(self.threads.shared)
-        self.model, self.spec = load_exported(Path(properties["model_dir"]), self.device)
-        self.model = self.model.to(memory_format=torch.channels_last)
-        self.autocast = autocast_dtype(self.device, self.config.mixed_precision)
+        model, self.spec = load_exported(Path(properties["model_dir"]), self.device)
+        self.model = ServingModel(model, self.device, self.config.mixed_precision)
         # The archive's version (torch-model-archiver --version) is the one users manage.
         self.version = str(
             (context.manifest or {}).get("model", {}).get("modelVersion") or self.spec.version
@@ -92,7 +91,7 @@ class PetSegHandler(BaseHandler):
             self.device,
             torch.get_num_threads(),
             self.spec.input_size,
-            self.precision,
+            self.model.precision,
             Path(handler.__file__).parent,  # the archive's copy, not a checkout
         )
         self.initialized = True
@@ -111,26 +110,13 @@ class PetSegHandler(BaseHandler):
     def describe_handle(self) -> str:
         """The model card (`GET /models/petseg?customized=true`): what the model is, from the
         spec, without file paths."""
-        return json.dumps(model_card(self.spec, self.version, self.precision))
-
-    @property
-    def precision(self) -> str:
-        return str(self.autocast or torch.float32).removeprefix("torch.")
-
-    def _forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        with (
-            torch.inference_mode(),
-            torch.autocast(
-                self.device.type, dtype=self.autocast, enabled=self.autocast is not None
-            ),
-        ):
-            return self.model(pixels).float()
+        return json.dumps(model_card(self.spec, self.version, self.model.precision))
 
     def _warm_up(self, batch_size: int) -> None:
         """The first forward pass is several times slower (allocations, kernel choice)."""
         size = self.spec.input_size
         for n in sorted({1, batch_size}):
-            self._forward(torch.zeros(n, 3, size, size, device=self.device))
+            self.model(torch.zeros(n, 3, size, size, device=self.device))
 
     def _lone_runtime(self, model_dir: Path) -> Forward | None:
         """A lone request's forward pass on a CPU: torch warmed up with every core, and ONNX
@@ -138,10 +124,10 @@ class PetSegHandler(BaseHandler):
         size = self.spec.input_size
         with self.workers.alone():
             torch.set_num_threads(self.threads.lone)
-            self._forward(torch.zeros(1, 3, size, size))  # kernels for this thread count
+            self.model(torch.zeros(1, 3, size, size))  # kernels for this thread count
             faster = None
             if self.config.onnx_for_lone_requests:
-                faster = faster_lone_forward(model_dir, size, self.threads.lone, self._forward)
+                faster = faster_lone_forward(model_dir, size, self.threads.lone, self.model)
             torch.set_num_threads(self.threads.shared)
         return faster
 
@@ -154,7 +140,6 @@ class PetSegHandler(BaseHandler):
             start = time.perf_counter()
             arrays = [self._letterbox(item) for item in good]
             pixels = torch.from_numpy(np.stack(arrays)).to(self.device)
-            pixels = pixels.contiguous(memory_format=torch.channels_last)
             share = _ms(start) / len(good)
             for item in good:
                 item.timings["preprocess"] = round(item.timings["preprocess"] + share, 2)
@@ -174,7 +159,7 @@ class PetSegHandler(BaseHandler):
             if lone and self.lone_forward is not None:
                 batch.logits, batch.precision = self.lone_forward(batch.pixels), "float32"
             else:
-                batch.logits, batch.precision = self._forward(batch.pixels), self.precision
+                batch.logits, batch.precision = self.model(batch.pixels), self.model.precision
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
             batch.inference_ms, batch.lone = _ms(start), lone
