@@ -3,7 +3,7 @@
     petseg synth|train|evaluate|export ...   the training machine (see `petseg train --help`)
     petseg archive                           build model_store/petseg.mar from an export
     petseg serve | stop | status             TorchServe with petseg, in the background
-    petseg config [--host 0.0.0.0]           TorchServe's config, rendered into --workdir
+    petseg config [--host H] [--logs stdout] TorchServe's config, rendered into --workdir
     petseg run                               the demo: TorchServe + the web page
     petseg models list|describe|register|scale|set-default|unregister
     petseg predict IMAGE [--output mask -o mask.png]
@@ -80,6 +80,8 @@ def stop(args: argparse.Namespace, instance: launcher.Instance) -> int:
 def config(args: argparse.Namespace, instance: launcher.Instance) -> int:
     """Render the config without starting TorchServe: the model-server image's build does."""
     print(f"wrote {launcher.render_config(instance, host=args.host)}")
+    if args.logs == "stdout":
+        print(f"wrote {launcher.render_log_config(instance.workdir)}")
     return 0
 
 
@@ -177,6 +179,13 @@ def get_args_parser() -> argparse.ArgumentParser:
         default=launcher.LOOPBACK,
         help="where inference and metrics listen (0.0.0.0 in a container; management always "
         "on %(default)s)",
+    )
+    config_cmd.add_argument(
+        "--logs",
+        choices=["files", "stdout"],
+        default="files",
+        help="stdout: also write a log4j2.xml sending TorchServe's logs to stdout (a "
+        "container's); files: config/log4j2.xml, the logs/ folder (default)",
     )
     config_cmd.set_defaults(func=config)
     commands.add_parser("status", help="ready workers; exit 1 if none").set_defaults(func=status)

@@ -16,6 +16,7 @@ import sys
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from xml.etree import ElementTree
 
 from handler.protocol import KEY_FILE_NAME, MODEL_NAME, Ports
 from torchserve_client import KeyFile, TorchServe
@@ -23,6 +24,8 @@ from torchserve_client import KeyFile, TorchServe
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_TEMPLATE = ROOT / "config" / "config.properties"
 METRICS_CONFIG = ROOT / "config" / "metrics.yaml"
+LOG_CONFIG = ROOT / "config" / "log4j2.xml"
+STDOUT_LAYOUT = "%d{ISO8601} [%-5p] %t %c - %m%n"
 DEFAULT_WORKDIR = ROOT / "logs" / "torchserve"
 DEFAULT_STORE = ROOT / "model_store"
 DEFAULT_ARCHIVE = f"{MODEL_NAME}.mar"
@@ -135,6 +138,21 @@ def render_config(
     return path
 
 
+def render_log_config(workdir: Path) -> Path:
+    """config/log4j2.xml with every logger writing to stdout instead of its file, in
+    ``workdir``: a container's logs are its output (`podman logs`, `kubectl logs`)."""
+    tree = ElementTree.parse(LOG_CONFIG)
+    appenders = tree.getroot().find("Appenders")
+    appenders.clear()
+    console = ElementTree.SubElement(appenders, "Console", name="STDOUT", target="SYSTEM_OUT")
+    ElementTree.SubElement(console, "PatternLayout", pattern=STDOUT_LAYOUT)
+    for reference in tree.iter("AppenderRef"):
+        reference.set("ref", "STDOUT")
+    path = Path(workdir) / LOG_CONFIG.name
+    tree.write(path, encoding="UTF-8", xml_declaration=True)
+    return path
+
+
 def torchserve_command() -> str:
     found = shutil.which("torchserve", path=str(Path(sys.executable).parent)) or shutil.which(
         "torchserve"
@@ -157,6 +175,8 @@ def start(instance: Instance, load_models: str = DEFAULT_ARCHIVE) -> subprocess.
                 "--ncs",
                 "--ts-config",
                 str(config),
+                "--log-config",
+                str(LOG_CONFIG),
                 "--model-store",
                 str(instance.model_store.resolve()),
             ],

@@ -58,3 +58,26 @@ def test_real_data_without_reachable_imagenet_weights_stops_at_once(kaggle_dir, 
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     assert "--encoder-weights PATH" in done.stderr and "--encoder-weights none" in done.stderr
     assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_config_for_a_container_sends_every_log_to_stdout_at_the_levels_of_config(tmp_path):
+    from xml.etree import ElementTree
+
+    from petseg.launcher import LOG_CONFIG
+
+    result = petseg("--workdir", str(tmp_path), "config", "--host", "0.0.0.0", "--logs", "stdout")
+    assert result.returncode == 0, result.stderr
+    rendered = ElementTree.parse(tmp_path / "log4j2.xml").getroot()
+    source = ElementTree.parse(LOG_CONFIG).getroot()
+    assert [(a.tag, a.get("target")) for a in rendered.find("Appenders")] == [
+        ("Console", "SYSTEM_OUT")
+    ]
+    assert {ref.get("ref") for ref in rendered.iter("AppenderRef")} == {"STDOUT"}
+    levels = [(logger.get("name"), logger.get("level")) for logger in source.find("Loggers")]
+    assert [(lg.get("name"), lg.get("level")) for lg in rendered.find("Loggers")] == levels
+    assert "0.0.0.0" in (tmp_path / "config.properties").read_text()
+
+
+def test_config_for_files_writes_no_log_config(tmp_path):
+    assert petseg("--workdir", str(tmp_path), "config").returncode == 0
+    assert not (tmp_path / "log4j2.xml").exists()
