@@ -20,10 +20,12 @@ class HandlerConfig:
     """torch threads per CPU worker; 0 = the plan of handler/threads.py (usable cores / workers,
     all usable cores for a lone request)."""
     mixed_precision: bool = True
-    """bf16 on CPUs with native bf16, fp16 on CUDA, else fp32 (see autocast_dtype)."""
+    """bf16 weights on CPUs with native bf16, fp16 autocast on CUDA, else fp32 (see
+    handler.model.ServingModel)."""
     onnx_for_lone_requests: bool = True
-    """On a CPU, a request alone in its batch runs in ONNX Runtime when the worker measured it
-    clearly faster than torch at start-up (handler/lone_forward.py)."""
+    """On a CPU running the network in fp32 (no native bf16), a request alone in its batch runs
+    in ONNX Runtime when the worker measured it clearly faster than torch at start-up
+    (handler/lone_forward.py)."""
     memory_margin_mb: int = 128
     """Growth over the warmed-up resident size after which freed memory is handed back."""
 

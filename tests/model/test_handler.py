@@ -272,3 +272,15 @@ def test_a_big_photo_gets_a_full_size_mask_and_a_reduced_overlay(tiny_export):
         inside = mask[y0:y1, x0:x1] == found["id"]
         assert inside[0].any() and inside[-1].any() and inside[:, 0].any() and inside[:, -1].any()
         assert abs((mask == found["id"]).mean() - found["fraction"]) < 1e-6
+
+
+def test_onnx_runtime_is_tried_for_lone_requests_only_beside_an_fp32_network(tiny_export, caplog):
+    caplog.set_level(logging.INFO, logger="handler.lone_forward")
+    fp32 = PetSegHandler()
+    fp32.initialize(FakeContext(tiny_export, yaml={"handler": {"mixed_precision": False}}))
+    assert caplog.text.count("lone requests: ONNX Runtime") == 1
+    mixed = PetSegHandler()
+    mixed.initialize(FakeContext(tiny_export))
+    if mixed.model.precision != "float32":  # a CPU with native bf16
+        assert caplog.text.count("lone requests: ONNX Runtime") == 1
+        assert mixed.lone_forward is None
