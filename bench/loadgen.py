@@ -1,62 +1,102 @@
 """A bounded closed-loop HTTP load: N requests from C concurrent clients, latency percentiles.
 
-:func:`measure` runs the clients in a process of their own, so their CPU time (requests,
-multipart encoding) is not charged to the server under test through a shared GIL.
+:func:`measure` runs the clients in a process of their own, so their CPU time is not charged to
+the server under test through a shared GIL. The clients are lean on purpose: each request is
+built once, as bytes, and sent over a kept-alive socket; the answer is read whole and not
+parsed. With `requests` (multipart encoding, header handling, 16 threads under one GIL) the
+client took 1.05 ms of CPU per request against 0.26 ms now, on the same two cores as the
+server: 6% of the served images/s at 16 clients went to the load generator.
 """
 
 from __future__ import annotations
 
-import functools
+import http.client
 import multiprocessing
+import socket
 import statistics
 import threading
 import time
+import uuid
 from collections import Counter
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
-import requests
-
-from torchserve_client import TorchServe
+from handler.protocol import MODEL_NAME
+from torchserve_client import KeyFile
 
 TIMEOUT_S = 300.0
 
 
 @dataclass(frozen=True)
 class Target:
-    """A plain HTTP endpoint taking the JPEG as the raw body, or in a multipart file field."""
+    """An HTTP endpoint taking the JPEG as the raw body, or in a multipart file field; a
+    TorchServe's inference API when ``key_file`` holds the key it wants."""
 
     url: str
     file_field: str | None = None
+    key_file: Path | None = None
 
-    def send(self, session: requests.Session, body: bytes) -> requests.Response:
+    @classmethod
+    def torchserve(cls, inference_url: str, key_file: Path) -> Target:
+        return cls(f"{inference_url}/predictions/{MODEL_NAME}", key_file=key_file)
+
+    def request(self, body: bytes) -> bytes:
+        """The whole HTTP/1.1 request for ``body``, sent as is by every client."""
+        url = urlsplit(self.url)
+        content_type = "image/jpeg"
         if self.file_field:
-            files = {self.file_field: ("photo.jpg", body, "image/jpeg")}
-            return session.post(self.url, files=files, timeout=TIMEOUT_S)
-        return session.post(self.url, data=body, timeout=TIMEOUT_S)
+            boundary = uuid.uuid4().hex
+            content_type = f"multipart/form-data; boundary={boundary}"
+            body = b"".join(
+                [
+                    f"--{boundary}\r\nContent-Disposition: form-data; "
+                    f'name="{self.file_field}"; filename="photo.jpg"\r\n'
+                    "Content-Type: image/jpeg\r\n\r\n".encode(),
+                    body,
+                    f"\r\n--{boundary}--\r\n".encode(),
+                ]
+            )
+        headers = [
+            f"POST {url.path or '/'} HTTP/1.1",
+            f"Host: {url.netloc}",
+            f"Content-Type: {content_type}",
+            f"Content-Length: {len(body)}",
+        ]
+        if self.key_file:
+            headers.append(f"Authorization: Bearer {KeyFile(self.key_file).key('inference')}")
+        return "\r\n".join([*headers, "", ""]).encode() + body
 
 
-@dataclass(frozen=True)
-class TorchServeTarget:
-    """TorchServe's inference API, called the way every petseg tool calls it: the client."""
+class Connection:
+    """One client's kept-alive connection to a target, opened again when the server closes it."""
 
-    inference_url: str
-    management_url: str
-    key_file: Path
+    def __init__(self, target: Target) -> None:
+        url = urlsplit(target.url)
+        self.address = (url.hostname, url.port)
+        self.sock: socket.socket | None = None
 
-    def send(self, session: requests.Session, body: bytes) -> requests.Response:
-        """``session`` is unused: the client keeps a connection pool per thread itself."""
-        return _client(self).predict(body, "image/jpeg")
+    def send(self, request: bytes) -> tuple[int, bytes]:
+        """Status and body of the answer to ``request`` (status 0: no answer)."""
+        try:
+            if self.sock is None:
+                self.sock = socket.create_connection(self.address, timeout=TIMEOUT_S)
+            self.sock.sendall(request)
+            response = http.client.HTTPResponse(self.sock)
+            response.begin()
+            content = response.read()
+            if response.will_close:
+                self.close()
+            return response.status, content
+        except (OSError, http.client.HTTPException):
+            self.close()
+            return 0, b""
 
-
-@functools.cache
-def _client(target: TorchServeTarget) -> TorchServe:
-    """One client per target and process (targets travel to the load process as data)."""
-    return TorchServe(
-        target.inference_url, target.management_url, target.key_file, timeout=TIMEOUT_S
-    )
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
 
 
 @dataclass
@@ -86,24 +126,20 @@ class LoadResult:
         }
 
 
-def run_load(
-    send: Callable[[requests.Session, int], int], total: int, concurrency: int, warmup: int = 2
-) -> LoadResult:
-    """Call ``send(session, i)`` ``total`` times from ``concurrency`` threads.
+def run_load(target: Target, body: bytes, total: int, concurrency: int, warmup: int = 2):
+    """Send ``body`` to ``target`` ``total`` times from ``concurrency`` threads.
 
     ``warmup`` rounds of ``concurrency`` requests go first, untimed: connections, caches and a
-    server's lazy start-up are not what we measure. A request that raises counts as status 0.
+    server's lazy start-up are not what we measure. A request without an answer is status 0.
     """
+    request = target.request(body)
     local = threading.local()
 
-    def one(i: int) -> tuple[int, float]:
-        session = getattr(local, "session", None) or requests.Session()
-        local.session = session
+    def one(_: int) -> tuple[int, float]:
+        connection = getattr(local, "connection", None) or Connection(target)
+        local.connection = connection
         start = time.perf_counter()
-        try:
-            status = send(session, i)
-        except requests.RequestException:
-            status = 0
+        status, _content = connection.send(request)
         return status, (time.perf_counter() - start) * 1000
 
     with ThreadPoolExecutor(concurrency) as pool:
@@ -117,21 +153,13 @@ def run_load(
 
 
 def _load_process(
-    target: Target | TorchServeTarget,
-    body: bytes,
-    total: int,
-    concurrency: int,
-    warmup: int,
-    results,
+    target: Target, body: bytes, total: int, concurrency: int, warmup: int, results
 ) -> None:
-    def send(session: requests.Session, _: int) -> int:
-        return target.send(session, body).status_code
-
-    results.put(run_load(send, total, concurrency, warmup))
+    results.put(run_load(target, body, total, concurrency, warmup))
 
 
 def measure(
-    target: Target | TorchServeTarget, body: bytes, total: int, concurrency: int, warmup: int = 1
+    target: Target, body: bytes, total: int, concurrency: int, warmup: int = 1
 ) -> LoadResult:
     """:func:`run_load` against ``target`` from a separate client process."""
     context = multiprocessing.get_context("spawn")

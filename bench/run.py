@@ -37,7 +37,7 @@ from PIL import Image
 from bench import report
 from bench.inputs import SIZES, pet_photo
 from bench.limit import measure_limits
-from bench.loadgen import Target, TorchServeTarget, measure
+from bench.loadgen import Connection, Target, measure
 from bench.naive_baseline import NaiveSegmenter
 from bench.pipeline import PipelineRun, local_handler, pipeline_limit
 from handler.model import build_model
@@ -50,6 +50,10 @@ from torchserve_client import TorchServe
 AGREEMENT_PHOTOS = {"500x375": 8, "4000x3000": 2}
 BURST = (48, 16)
 """The memory check: this many 12 MP photos at this many concurrent clients."""
+JIT_WARMUP = (1500, 16)
+"""Requests (500x375, clients) TorchServe gets before it is measured: its Java frontend spent
+3.8 ms of CPU per request in the first 500 and 1.2 ms after ~1,500 (JIT compilation), and a
+server in production runs warm."""
 
 
 @dataclass
@@ -57,7 +61,7 @@ class System:
     """A server under test: how to reach it and which processes it is made of."""
 
     name: str
-    target: Target | TorchServeTarget
+    target: Target
     pids: list[int] = field(default_factory=list)
 
     def rss_mb(self) -> float:
@@ -131,7 +135,7 @@ def background(command: list[str], url: str, env: dict[str, str] | None = None):
 def load_plan(long: bool) -> list[tuple[str, int, int]]:
     """(photo, concurrency, requests): enough requests for stable medians, a few minutes."""
     scale = 4 if long else 1
-    plan = [("500x375", c, scale * n) for c, n in ((1, 48), (4, 64), (16, 128))]
+    plan = [("500x375", c, scale * n) for c, n in ((1, 48), (4, 64), (16, 320))]
     plan += [("4000x3000", c, scale * n) for c, n in ((1, 16), (4, 16), (16, 32))]
     return plan
 
@@ -153,11 +157,12 @@ def mask_of(answer: bytes | str) -> np.ndarray:
 def agreement(system: System, photos: list[bytes], reference: list[np.ndarray]) -> float:
     """Fraction of pixels whose served class equals the fp32 eager class."""
     equal = total = 0
-    with requests.Session() as session:
-        for data, expected in zip(photos, reference, strict=True):
-            served = mask_of(system.target.send(session, data).content)
-            equal += int((served == expected).sum())
-            total += expected.size
+    connection = Connection(system.target)
+    for data, expected in zip(photos, reference, strict=True):
+        served = mask_of(connection.send(system.target.request(data))[1])
+        equal += int((served == expected).sum())
+        total += expected.size
+    connection.close()
     return round(equal / total, 5)
 
 
@@ -165,13 +170,14 @@ def handler_timings(system: System, data: bytes, calls: int) -> dict[str, float]
     """Median per-stage times the handler reports, one request at a time (medians: a stray
     scheduler delay on shared cores should not decide the figure)."""
     stages: dict[str, list[float]] = {}
-    with requests.Session() as session:
-        for _ in range(calls):
-            started = time.perf_counter()
-            answer = system.target.send(session, data).json()
-            stages.setdefault("request", []).append((time.perf_counter() - started) * 1000)
-            for stage, ms in answer["timings_ms"].items():
-                stages.setdefault(stage, []).append(ms)
+    connection, request = Connection(system.target), system.target.request(data)
+    for _ in range(calls):
+        started = time.perf_counter()
+        answer = json.loads(connection.send(request)[1])
+        stages.setdefault("request", []).append((time.perf_counter() - started) * 1000)
+        for stage, ms in answer["timings_ms"].items():
+            stages.setdefault(stage, []).append(ms)
+    connection.close()
     return {stage: round(statistics.median(v), 2) for stage, v in stages.items()}
 
 
@@ -222,13 +228,15 @@ def proxy_added_ms(direct: System, proxy: System, data: bytes, pairs: int) -> di
     and the median of the pairs' differences is taken. Two separate runs of TorchServe at one
     client differ by more than the proxy's cost (its p50 moved by 5 ms between runs here)."""
     differences = []
-    with requests.Session() as direct_session, requests.Session() as proxy_session:
-        for _ in range(pairs + 2):  # the first two pairs warm both paths up
-            started = time.perf_counter()
-            direct.target.send(direct_session, data)
-            middle = time.perf_counter()
-            proxy.target.send(proxy_session, data)
-            differences.append((time.perf_counter() - middle) - (middle - started))
+    paths = [(Connection(s.target), s.target.request(data)) for s in (direct, proxy)]
+    for _ in range(pairs + 2):  # the first two pairs warm both paths up
+        started = time.perf_counter()
+        paths[0][0].send(paths[0][1])
+        middle = time.perf_counter()
+        paths[1][0].send(paths[1][1])
+        differences.append((time.perf_counter() - middle) - (middle - started))
+    for connection, _ in paths:
+        connection.close()
     differences = sorted(d * 1000 for d in differences[2:])
     quartile = len(differences) // 4
     return {
@@ -248,7 +256,7 @@ def measure_naive(model: Model, device: str, work: Workload) -> None:
         measure_system(System(report.NAIVE, Target(url), [process.pid]), model, work)
 
 
-def worker_memory(client: TorchServe, target: TorchServeTarget, photo: bytes) -> list[dict]:
+def worker_memory(client: TorchServe, target: Target, photo: bytes) -> list[dict]:
     """Each worker's RSS idle, at the end of a burst of 12 MP photos, and 2 s later."""
     pids = [w["pid"] for w in client.workers()]
     idle = {pid: rss_mb(pid) for pid in pids}
@@ -276,10 +284,9 @@ def measure_torchserve(model: Model, tmp: Path, work: Workload) -> None:
     try:
         wait_ready(instance, process, timeout=300, every_worker=True)
         client = instance.client()
-        target = TorchServeTarget(
-            instance.url("inference"), instance.url("management"), instance.key_file
-        )
+        target = Target.torchserve(instance.url("inference"), instance.key_file)
         direct = System(report.DIRECT, target, [w["pid"] for w in client.workers()])
+        measure(target, work.photos["500x375"], *JIT_WARMUP)
         model.results["worker_memory"] = worker_memory(client, target, work.photos["4000x3000"])
         print(report.memory_line(model.results["worker_memory"]), flush=True)
         model.results["handler_timings_ms"] = {
@@ -297,7 +304,7 @@ def measure_torchserve(model: Model, tmp: Path, work: Workload) -> None:
             system = System(report.PROXY, target, [*direct.pids, proxy.pid])
             measure_system(system, model, work)
             model.results["proxy_added_ms"] = {
-                photo: proxy_added_ms(direct, system, data, 40 if photo == "500x375" else 12)
+                photo: proxy_added_ms(direct, system, data, 100 if photo == "500x375" else 20)
                 for photo, data in work.photos.items()
             }
             print(f"  proxy's added time at c=1: {model.results['proxy_added_ms']}", flush=True)

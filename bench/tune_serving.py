@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 
 from bench.inputs import pet_photo
-from bench.loadgen import TorchServeTarget, measure
+from bench.loadgen import Target, measure
 from petseg.archive import MODEL_CONFIG, build_archive
 from petseg.launcher import Instance, start, stop, unused_ports, wait_ready
 
@@ -46,9 +46,7 @@ def variant_config(candidate: dict, folder: Path) -> Path:
 
 
 def measure_candidate(instance: Instance, total: int, concurrency: int) -> dict:
-    target = TorchServeTarget(
-        instance.url("inference"), instance.url("management"), instance.key_file
-    )
+    target = Target.torchserve(instance.url("inference"), instance.key_file)
     return measure(target, pet_photo(500, 375), total, concurrency).summary()
 
 
