@@ -44,7 +44,16 @@ from handler.model import build_model
 from handler.spec import SPEC_FILENAME, ModelSpec
 from petseg.archive import MODEL_CONFIG, build_archive
 from petseg.demo import external_command, web_environment
-from petseg.launcher import ROOT, Instance, free_ports, start, stop, unused_ports, wait_ready
+from petseg.launcher import (
+    ROOT,
+    Instance,
+    free_ports,
+    start,
+    stop,
+    unused_ports,
+    wait_ready,
+    wait_until,
+)
 from torchserve_client import TorchServe
 
 AGREEMENT_PHOTOS = {"500x375": 8, "4000x3000": 2}
@@ -102,16 +111,16 @@ def random_weights_model(like: Path, folder: Path, size: int = 256) -> Path:
 
 
 def wait_listening(url: str, process: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{process.args} exited with {process.returncode}")
+    """Until anything answers at ``url`` (the naive server has no health route)."""
+
+    def listening() -> bool:
         try:
             requests.get(url, timeout=2)
-            return
+            return True
         except requests.ConnectionError:
-            time.sleep(0.3)
-    raise TimeoutError(f"nothing listens at {url} after {timeout} s")
+            return False
+
+    wait_until(listening, process, timeout, str(process.args), f"nothing listens at {url}")
 
 
 @contextmanager

@@ -25,7 +25,16 @@ import requests
 from frontend_server import DEFAULTS as WEB_DEFAULTS
 from handler.protocol import MODEL_NAME, Ports
 from petseg.demo import external_command, web_environment
-from petseg.launcher import ROOT, Instance, free_ports, start, stop, unused_ports, wait_ready
+from petseg.launcher import (
+    ROOT,
+    Instance,
+    free_ports,
+    start,
+    stop,
+    unused_ports,
+    wait_ready,
+    wait_until,
+)
 
 NGINX_TEMPLATE = ROOT / "deploy" / "nginx" / "nginx.conf"
 DEFAULT_ROOT = ROOT / "logs" / "cluster"
@@ -127,17 +136,13 @@ def start_proxy(instance: Instance, port: int) -> subprocess.Popen:
 
 
 def wait_healthy(url: str, process: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the web proxy for {url} exited with {process.returncode}")
+    def healthy() -> bool:
         try:
-            if requests.get(f"{url}/api/health", timeout=5).status_code == 200:
-                return
+            return requests.get(f"{url}/api/health", timeout=5).status_code == 200
         except requests.RequestException:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(f"{url}/api/health not 200 after {timeout:.0f} s")
+            return False
+
+    wait_until(healthy, process, timeout, f"the web proxy for {url}", f"{url}/api/health not 200")
 
 
 def stop_member(member: Member) -> None:

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from xml.etree import ElementTree
@@ -197,19 +198,41 @@ def wait_ready(
     """Block until the model has a READY worker (``every_worker``: all of them, as a
     measurement needs: a worker still starting takes CPU); fail early if TorchServe exits."""
     client = instance.client()
+
+    def ready() -> bool:
+        health = client.health()
+        return bool(health.ready_workers) and (
+            not every_worker or health.ready_workers == health.workers
+        )
+
+    wait_until(
+        ready,
+        process,
+        timeout,
+        f"TorchServe (see {instance.workdir})",
+        f"{MODEL_NAME} not ready; logs in {instance.workdir}/logs",
+        interval=0.5,
+    )
+
+
+def wait_until(
+    ready: Callable[[], bool],
+    process: subprocess.Popen | None,
+    timeout: float,
+    name: str,
+    not_ready: str,
+    interval: float = 0.2,
+) -> None:
+    """Poll ``ready()`` until it is true; fail at once if ``process`` (called ``name``) exits,
+    with ``not_ready`` after ``timeout`` seconds: every start-up wait of the tools."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
-            raise RuntimeError(
-                f"TorchServe exited with {process.returncode}; see {instance.workdir}"
-            )
-        health = client.health()
-        if health.ready_workers and (not every_worker or health.ready_workers == health.workers):
+            raise RuntimeError(f"{name} exited with {process.returncode}")
+        if ready():
             return
-        time.sleep(0.5)
-    raise TimeoutError(
-        f"{MODEL_NAME} not ready after {timeout:.0f} s; logs in {instance.workdir}/logs"
-    )
+        time.sleep(interval)
+    raise TimeoutError(f"{not_ready} after {timeout:.0f} s")
 
 
 def stop(instance: Instance, process: subprocess.Popen | None = None, timeout: float = 60) -> None:
