@@ -98,6 +98,12 @@ class Connection:
             self.sock.close()
             self.sock = None
 
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 @dataclass
 class LoadResult:

@@ -163,30 +163,32 @@ def mask_of(answer: bytes | str) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(base64.b64decode(json.loads(answer)["mask_png"]))))
 
 
+def pixel_agreement(answers: list[bytes | str], reference: list[np.ndarray]) -> float:
+    """Fraction of pixels whose class in the answers' masks equals the fp32 eager class."""
+    masks = [mask_of(answer) for answer in answers]
+    equal = sum(int((m == r).sum()) for m, r in zip(masks, reference, strict=True))
+    return round(equal / sum(r.size for r in reference), 5)
+
+
 def agreement(system: System, photos: list[bytes], reference: list[np.ndarray]) -> float:
-    """Fraction of pixels whose served class equals the fp32 eager class."""
-    equal = total = 0
-    connection = Connection(system.target)
-    for data, expected in zip(photos, reference, strict=True):
-        served = mask_of(connection.send(system.target.request(data))[1])
-        equal += int((served == expected).sum())
-        total += expected.size
-    connection.close()
-    return round(equal / total, 5)
+    """The served masks, one request at a time, against the fp32 eager ones."""
+    with Connection(system.target) as connection:
+        answers = [connection.send(system.target.request(data))[1] for data in photos]
+    return pixel_agreement(answers, reference)
 
 
 def handler_timings(system: System, data: bytes, calls: int) -> dict[str, float]:
     """Median per-stage times the handler reports, one request at a time (medians: a stray
     scheduler delay on shared cores should not decide the figure)."""
     stages: dict[str, list[float]] = {}
-    connection, request = Connection(system.target), system.target.request(data)
-    for _ in range(calls):
-        started = time.perf_counter()
-        answer = json.loads(connection.send(request)[1])
-        stages.setdefault("request", []).append((time.perf_counter() - started) * 1000)
-        for stage, ms in answer["timings_ms"].items():
-            stages.setdefault(stage, []).append(ms)
-    connection.close()
+    request = system.target.request(data)
+    with Connection(system.target) as connection:
+        for _ in range(calls):
+            started = time.perf_counter()
+            answer = json.loads(connection.send(request)[1])
+            stages.setdefault("request", []).append((time.perf_counter() - started) * 1000)
+            for stage, ms in answer["timings_ms"].items():
+                stages.setdefault(stage, []).append(ms)
     return {stage: round(statistics.median(v), 2) for stage, v in stages.items()}
 
 
@@ -204,13 +206,12 @@ def batched_agreement(model_dir: Path, settings: dict, work: Workload) -> dict[s
     """The served precision's masks: each photo size's checks as one batch through the handler
     in-process (served one at a time, a request may take the lone request's fp32 runtime)."""
     handler, context = local_handler(model_dir, settings)
-    agreement = {}
-    for photo, checks in work.checks.items():
-        answers = handler.handle([{"body": data} for data in checks], context)
-        masks = [mask_of(answer) for answer in answers]
-        equal = sum(int((m == r).sum()) for m, r in zip(masks, work.reference[photo], strict=True))
-        agreement[photo] = round(equal / sum(r.size for r in work.reference[photo]), 5)
-    return agreement
+    return {
+        photo: pixel_agreement(
+            handler.handle([{"body": data} for data in checks], context), work.reference[photo]
+        )
+        for photo, checks in work.checks.items()
+    }
 
 
 def measure_system(system: System, model: Model, work: Workload) -> None:
@@ -237,15 +238,14 @@ def proxy_added_ms(direct: System, proxy: System, data: bytes, pairs: int) -> di
     and the median of the pairs' differences is taken. Two separate runs of TorchServe at one
     client differ by more than the proxy's cost (its p50 moved by 5 ms between runs here)."""
     differences = []
-    paths = [(Connection(s.target), s.target.request(data)) for s in (direct, proxy)]
-    for _ in range(pairs + 2):  # the first two pairs warm both paths up
-        started = time.perf_counter()
-        paths[0][0].send(paths[0][1])
-        middle = time.perf_counter()
-        paths[1][0].send(paths[1][1])
-        differences.append((time.perf_counter() - middle) - (middle - started))
-    for connection, _ in paths:
-        connection.close()
+    direct_request, proxy_request = direct.target.request(data), proxy.target.request(data)
+    with Connection(direct.target) as to_direct, Connection(proxy.target) as to_proxy:
+        for _ in range(pairs + 2):  # the first two pairs warm both paths up
+            started = time.perf_counter()
+            to_direct.send(direct_request)
+            middle = time.perf_counter()
+            to_proxy.send(proxy_request)
+            differences.append((time.perf_counter() - middle) - (middle - started))
     differences = sorted(d * 1000 for d in differences[2:])
     quartile = len(differences) // 4
     return {

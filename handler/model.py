@@ -83,9 +83,13 @@ class ServingModel:
     def __init__(self, model: torch.nn.Module, device: torch.device, mixed_precision: bool):
         self.device = device
         self.dtype = autocast_dtype(device, mixed_precision) or torch.float32
-        self.cast_weights = self.dtype == torch.bfloat16
         network = fuse(model.eval()).to(memory_format=torch.channels_last)
         self.network = network.to(self.dtype) if self.cast_weights else network
+
+    @property
+    def cast_weights(self) -> bool:
+        """bf16 runs as bf16 weights; fp16 (CUDA) as autocast over fp32 ones."""
+        return self.dtype == torch.bfloat16
 
     @property
     def precision(self) -> str:
