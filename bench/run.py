@@ -29,7 +29,6 @@ from pathlib import Path
 
 import numpy as np
 import psutil
-import requests
 import torch
 import yaml
 from PIL import Image
@@ -51,8 +50,8 @@ from petseg.launcher import (
     start,
     stop,
     unused_ports,
+    wait_answering,
     wait_ready,
-    wait_until,
 )
 from torchserve_client import TorchServe
 
@@ -110,19 +109,6 @@ def random_weights_model(like: Path, folder: Path, size: int = 256) -> Path:
     return folder
 
 
-def wait_listening(url: str, process: subprocess.Popen, timeout: float = 120) -> None:
-    """Until anything answers at ``url`` (the naive server has no health route)."""
-
-    def listening() -> bool:
-        try:
-            requests.get(url, timeout=2)
-            return True
-        except requests.ConnectionError:
-            return False
-
-    wait_until(listening, process, timeout, str(process.args), f"nothing listens at {url}")
-
-
 @contextmanager
 def background(command: list[str], url: str, env: dict[str, str] | None = None):
     """A server process, started and waited for; terminated on exit."""
@@ -134,7 +120,7 @@ def background(command: list[str], url: str, env: dict[str, str] | None = None):
         stderr=subprocess.DEVNULL,
     )
     try:
-        wait_listening(url, process)
+        wait_answering(url, process, " ".join(command), timeout=120)  # the naive one: no /health
         yield process
     finally:
         process.terminate()

@@ -9,10 +9,8 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import IO, Any
 
-import requests
-
 from handler.protocol import MODEL_VERSION_HEADER
-from torchserve_client import TorchServe, TorchServeError, Unreachable
+from torchserve_client import Reply, TorchServe, TorchServeError, Unreachable
 
 USER_AGENT = "petseg-frontend"
 """Sent with every call to TorchServe, so its access log tells the proxy's requests apart."""
@@ -126,7 +124,7 @@ def model_info(client: TorchServe, version: str | None = None) -> dict[str, Any]
         return {**card, "default_version": client.default_version(), "versions": client.versions()}
 
 
-def answer(response: requests.Response, model: str) -> Answer:
+def answer(response: Reply, model: str) -> Answer:
     """TorchServe's answer to a prediction, or what the proxy says instead."""
     status = response.status_code
     if status == 404:

@@ -20,8 +20,6 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import requests
-
 from frontend_server import DEFAULTS as WEB_DEFAULTS
 from handler.protocol import MODEL_NAME, Ports
 from petseg.demo import external_command, web_environment
@@ -32,8 +30,8 @@ from petseg.launcher import (
     start,
     stop,
     unused_ports,
+    wait_answering,
     wait_ready,
-    wait_until,
 )
 
 NGINX_TEMPLATE = ROOT / "deploy" / "nginx" / "nginx.conf"
@@ -112,7 +110,7 @@ def start_member(cluster: Cluster, archive: str) -> Member:
         web_port = free_ports(1)[0]
         web = adopt(start_proxy(instance, web_port))
         member = Member(str(workdir), asdict(instance.ports), torchserve.pid, web_port, web.pid)
-        wait_healthy(member.url, web)
+        wait_answering(f"{member.url}/api/health", web, "the web proxy", timeout=60, status=200)
     except BaseException:
         if web is not None:
             web.terminate()
@@ -133,16 +131,6 @@ def start_proxy(instance: Instance, port: int) -> subprocess.Popen:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-
-
-def wait_healthy(url: str, process: subprocess.Popen, timeout: float = 60) -> None:
-    def healthy() -> bool:
-        try:
-            return requests.get(f"{url}/api/health", timeout=5).status_code == 200
-        except requests.RequestException:
-            return False
-
-    wait_until(healthy, process, timeout, f"the web proxy for {url}", f"{url}/api/health not 200")
 
 
 def stop_member(member: Member) -> None:
@@ -235,7 +223,7 @@ def start_nginx(cluster: Cluster) -> None:
             )
         )
     cluster.nginx_pid = process.pid
-    wait_healthy(cluster.url, process)
+    wait_answering(f"{cluster.url}/api/health", process, "nginx", timeout=60, status=200)
 
 
 def reload_nginx(cluster: Cluster, drained: set[int] = frozenset()) -> None:

@@ -7,6 +7,7 @@ touches a running `petseg serve`.
 
 from __future__ import annotations
 
+import http.client
 import os
 import re
 import shutil
@@ -17,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from urllib.parse import urlsplit
 from xml.etree import ElementTree
 
 from handler.protocol import KEY_FILE_NAME, MODEL_NAME, Ports
@@ -233,6 +235,34 @@ def wait_until(
             return
         time.sleep(interval)
     raise TimeoutError(f"{not_ready} after {timeout:.0f} s")
+
+
+def wait_answering(
+    url: str, process: subprocess.Popen, name: str, timeout: float, status: int | None = None
+) -> None:
+    """Until a GET of ``url`` is answered (with ``status``, when one is named): the start-up
+    wait of a server other than TorchServe (the web proxy, nginx, the bench's naive server);
+    ``name`` says which, should its ``process`` exit."""
+
+    def answered() -> bool:
+        got = http_status(url)
+        return got is not None and status in (None, got)
+
+    expected = f"HTTP {status}" if status else "an answer"
+    wait_until(answered, process, timeout, name, f"no {expected} from {url}")
+
+
+def http_status(url: str, timeout: float = 5) -> int | None:
+    """The status a GET of ``url`` is answered with; None when nothing answers."""
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.netloc, timeout=timeout)
+    try:
+        connection.request("GET", parts.path or "/")
+        return connection.getresponse().status
+    except (OSError, http.client.HTTPException):
+        return None
+    finally:
+        connection.close()
 
 
 def stop(instance: Instance, process: subprocess.Popen | None = None, timeout: float = 60) -> None:

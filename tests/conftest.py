@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import requests
 
 from model_training.synth import generate
 from petseg.launcher import Instance, start, stop, unused_ports, wait_ready
@@ -37,7 +36,7 @@ FOLDER_MARKERS = {
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    requests.Session.send = traffic.record(requests.Session.send)
+    traffic.record()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

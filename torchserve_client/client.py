@@ -7,13 +7,11 @@ rotated by someone else) is renewed once, through the token API, and the call is
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
-
-import requests
+from urllib.parse import urlencode
 
 from handler.protocol import (
     DEFAULT_OUTPUT,
@@ -26,23 +24,15 @@ from handler.protocol import (
 )
 from torchserve_client.errors import KeyFileError, TorchServeError, Unreachable
 from torchserve_client.keys import KeyFile
+from torchserve_client.transport import Body, Connections, Reply
 
 INVALID_KEY = "InvalidKeyException"
 """In the body of TorchServe 0.12's HTTP 400 for a wrong, missing or expired key."""
 MANAGEMENT_TIMEOUT_S = 300.0
 """Registering or scaling synchronously waits for workers to load and warm up."""
 HEALTH_TIMEOUT_S = 5.0
-
-
-class BearerKey(requests.auth.AuthBase):
-    """TorchServe's token authorization: ``Authorization: Bearer <key>``."""
-
-    def __init__(self, key: str) -> None:
-        self.key = key
-
-    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        request.headers["Authorization"] = f"Bearer {self.key}"
-        return request
+USER_AGENT = "petseg-client"
+"""Unless the caller names itself: TorchServe's access log shows it."""
 
 
 @dataclass(frozen=True)
@@ -66,7 +56,7 @@ class Health:
 class TorchServe:
     """A client of one TorchServe and one model name (all its versions).
 
-    Safe to share between threads: each thread gets its own connection pool. ``on_renewal``
+    Safe to share between threads: each thread keeps its own connections. ``on_renewal``
     is called with the kind of key ('inference', 'management') each time a refused key is
     renewed: the web proxy counts renewals with it, without this client knowing of metrics.
     """
@@ -86,64 +76,49 @@ class TorchServe:
         self.keys = KeyFile(key_file)
         self.model = model
         self.timeout = timeout
-        self.user_agent = user_agent
         self.on_renewal = on_renewal
-        self._local = threading.local()
+        self.connections = Connections(user_agent or USER_AGENT)
 
-    @property
-    def session(self) -> requests.Session:
-        """This thread's connection pool (requests.Session is not thread-safe)."""
-        if not hasattr(self._local, "session"):
-            self._local.session = requests.Session()
-            if self.user_agent:
-                self._local.session.headers["User-Agent"] = self.user_agent
-        return self._local.session
+    def close(self) -> None:
+        """Close this thread's connections (the next call opens new ones)."""
+        self.connections.close()
 
-    def _environment(self, url: str) -> dict[str, Any]:
-        """What requests reads from the environment for ``url`` (proxies, CA bundle), once per
-        thread and TorchServe API: Session.request scans os.environ on every call, ~5% of the
-        web proxy's own time per upload."""
-        base = "/".join(url.split("/", 3)[:3])
-        cache = self._local.__dict__.setdefault("environment", {})
-        if base not in cache:
-            cache[base] = self.session.merge_environment_settings(base, {}, None, None, None)
-        return cache[base]
-
-    # -- transport ---------------------------------------------------------------------------
     def _send(
-        self, method: str, url: str, key: str, timeout: float, **kwargs: Any
-    ) -> requests.Response:
-        body = kwargs.get("data")
+        self,
+        method: str,
+        url: str,
+        key: str,
+        timeout: float,
+        body: Body = None,
+        headers: dict[str, str] | None = None,
+    ) -> Reply:
         if hasattr(body, "seek"):
             body.seek(0)  # a retry sends the same stream again
-        # The key as requests' auth, not a header: with no auth given, requests would look
-        # the host up in ~/.netrc on every call and let an entry there replace the key.
-        request = requests.Request(method, url, auth=BearerKey(key), **kwargs)
-        try:
-            prepared = self.session.prepare_request(request)
-            return self.session.send(prepared, timeout=timeout, **self._environment(url))
-        except requests.Timeout as exc:
-            raise Unreachable(
-                f"TorchServe did not answer within {timeout:g} s", timed_out=True
-            ) from exc
-        except requests.ConnectionError as exc:
-            base = url.split("/", 3)[:3]
-            raise Unreachable(f"TorchServe is not reachable at {'/'.join(base)}") from exc
+        headers = {**(headers or {}), "Authorization": f"Bearer {key}"}
+        return self.connections.send(method, url, headers, body, timeout)
 
     def call(
-        self, kind: str, method: str, path: str, timeout: float | None = None, **kwargs: Any
-    ) -> requests.Response:
+        self,
+        kind: str,
+        method: str,
+        path: str,
+        timeout: float | None = None,
+        params: dict[str, Any] | None = None,
+        body: Body = None,
+        headers: dict[str, str] | None = None,
+    ) -> Reply:
         """One request to the ``kind`` API ('inference' or 'management') with its key; a
         refused key is renewed and the request sent once more."""
         base = self.inference_url if kind == "inference" else self.management_url
+        url = base + path + (f"?{urlencode(params)}" if params else "")
         timeout = self.timeout if timeout is None else timeout
         key = self.keys.key(kind)
-        response = self._send(method, base + path, key, timeout, **kwargs)
+        response = self._send(method, url, key, timeout, body, headers)
         if response.status_code == 400 and INVALID_KEY in response.text:
             fresh = self.keys.renewed(kind, key, lambda: self.rotate(kind))
             if self.on_renewal is not None:
                 self.on_renewal(kind)
-            response = self._send(method, base + path, fresh, timeout, **kwargs)
+            response = self._send(method, url, fresh, timeout, body, headers)
             if response.status_code == 400 and INVALID_KEY in response.text:
                 raise TorchServeError(f"TorchServe refused the renewed {kind} key", 400)
         return response
@@ -168,7 +143,7 @@ class TorchServe:
         version: str | None = None,
         tolerance: str | float | None = None,
         request_id: str | None = None,
-    ) -> requests.Response:
+    ) -> Reply:
         """Send one image (bytes, or a stream sent without copying) and return the answer as
         TorchServe gave it: 200 with the ``output``, or its error status and JSON message.
         ``tolerance``: polygon simplification in pixels (the handler checks it);
@@ -181,7 +156,7 @@ class TorchServe:
         if request_id is not None:
             headers[REQUEST_ID_HEADER] = params[REQUEST_ID_PARAM] = request_id
         path = f"/predictions/{self.model}" + (f"/{version}" if version else "")
-        return self.call("inference", "POST", path, data=image, headers=headers, params=params)
+        return self.call("inference", "POST", path, params=params, body=image, headers=headers)
 
     # -- management ----------------------------------------------------------------------------
     def manage(self, method: str, path: str, **params: Any) -> Any:
@@ -267,7 +242,7 @@ class TorchServe:
         return Health(True, ready, len(workers), "ready" if ready else "no ready worker")
 
 
-def error_message(response: requests.Response) -> str:
+def error_message(response: Reply) -> str:
     """TorchServe's error message (its JSON ``message``) or the start of the body."""
     try:
         return str(response.json().get("message", response.text))

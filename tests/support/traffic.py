@@ -1,7 +1,8 @@
-"""Every HTTP request the suite sends with `requests`, counted by destination and outcome.
+"""Every HTTP request the suite sends, counted by destination and outcome.
 
-conftest wraps ``requests.Session.send`` (which every `requests` call goes through, the proxy's
-own calls to TorchServe included) and prints the table at the end of the run.
+conftest wraps ``requests.Session.send`` (which every `requests` call goes through) and the
+TorchServe client's ``Connections.send`` (the proxy's calls to TorchServe, the `petseg`
+command's, the tests' own) and prints the table at the end of the run.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from urllib.parse import urlsplit
 import requests
 
 from frontend_server.upstream import USER_AGENT
+from torchserve_client import Unreachable
+from torchserve_client.transport import Connections
 
 FORWARDED_BY = USER_AGENT
 """The User-Agent the proxy sends to TorchServe: tells forwarded requests from direct ones."""
@@ -28,21 +31,24 @@ def name_port(port: int, destination: str) -> None:
     _destinations[port] = destination
 
 
-def _destination(request: requests.PreparedRequest) -> str:
-    name = _destinations.get(urlsplit(request.url).port or 80, "other")
+def _destination(url: str, user_agent: str) -> str:
+    name = _destinations.get(urlsplit(url).port or 80, "other")
     if name.startswith("TorchServe inference"):
-        forwarded = str(request.headers.get("User-Agent", "")).startswith(FORWARDED_BY)
+        forwarded = user_agent.startswith(FORWARDED_BY)
         name += " (via proxy)" if forwarded else " (direct)"
     return name
 
 
-def record(send: Callable) -> Callable:
-    """``send`` that also counts what it sent and what came back."""
+def _counting(
+    send: Callable, sent_to: Callable[..., tuple[str, str]], failure: type[Exception]
+) -> Callable:
+    """``send`` that also counts what it sent (``sent_to`` its arguments: the URL and the
+    User-Agent) and what came back; ``failure`` is its exception for no answer."""
 
-    def counted(session, request, **kwargs):
+    def counted(*args, **kwargs):
         try:
-            response = send(session, request, **kwargs)
-        except requests.RequestException:
+            response = send(*args, **kwargs)
+        except failure:
             outcome = "no answer"
             raise
         else:
@@ -50,9 +56,23 @@ def record(send: Callable) -> Callable:
             return response
         finally:
             with _lock:
-                _counts[_destination(request), outcome] += 1
+                _counts[_destination(*sent_to(*args, **kwargs)), outcome] += 1
 
     return counted
+
+
+def record() -> None:
+    """Count every request `requests` and the TorchServe client send from now on."""
+    requests.Session.send = _counting(
+        requests.Session.send,
+        lambda session, request, **_: (request.url, request.headers.get("User-Agent", "")),
+        requests.RequestException,
+    )
+    Connections.send = _counting(
+        Connections.send,
+        lambda connections, method, url, *_: (url, connections.user_agent),
+        Unreachable,
+    )
 
 
 def table() -> list[str]:
