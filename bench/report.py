@@ -169,7 +169,7 @@ def _model_table(results: dict, name: str, model: dict) -> list[str]:
         )
     lines.append(memory_line(model["worker_memory"]).strip())
     lines.append(
-        "proxy's added time at c=1, ms, median of alternating pairs (quartiles): "
+        "proxy's added time at c=1, ms, median of pairs, half in each order (quartiles): "
         + ", ".join(
             f"{photo} {v['median']} ({v['q1']} to {v['q3']})"
             for photo, v in model["proxy_added_ms"].items()
