@@ -236,8 +236,9 @@ def chart(results: dict, path) -> None:
         for axis, photo in zip(row_axes, PHOTOS, strict=True):
             _panel(axis, model, photo)
             axis.set_title(f"{name}: {photo} photos", fontsize=10)
-    axes[0][0].legend(fontsize=7, loc="center right")
+    handles, labels = axes[0][0].get_legend_handles_labels()  # below the panels: no curve hidden
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8)
     fig.suptitle(f"petseg served vs its pipeline limit ({results['machine']['cores']} cores)")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
