@@ -11,7 +11,14 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from frontend_server import upstream
 from frontend_server.errors import error_response
-from handler.protocol import DEFAULT_OUTPUT, IMAGE_FIELDS, OUTPUT_FIELD, OUTPUTS, TOLERANCE_FIELD
+from handler.protocol import (
+    DEFAULT_OUTPUT,
+    IMAGE_FIELDS,
+    OUTPUT_FIELD,
+    OUTPUTS,
+    TOLERANCE_FIELD,
+    parse_tolerance,
+)
 from torchserve_client import TorchServe
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -35,12 +42,17 @@ def segment() -> Response:
     output = request.args.get(OUTPUT_FIELD, DEFAULT_OUTPUT)
     if output not in OUTPUTS:
         return error_response(400, f"output={output!r}: use one of {', '.join(OUTPUTS)}")
+    typed = request.args.get(TOLERANCE_FIELD)
+    try:
+        tolerance = None if typed is None else parse_tolerance(typed)  # sent on as a number
+    except ValueError as exc:
+        return error_response(400, str(exc))
     answer = upstream.segment(
         _client(),
         upload.stream,
         upload.mimetype or "",
         output,
-        tolerance=request.args.get(TOLERANCE_FIELD),
+        tolerance=tolerance,
         version=request.args.get("version"),
         request_id=g.request_id,
         timer=current_app.extensions["metrics"].upstream.time,

@@ -90,7 +90,7 @@ def segment(
     stream: IO[bytes],
     content_type: str,
     output: str,
-    tolerance: str | None = None,
+    tolerance: float | None = None,
     version: str | None = None,
     request_id: str | None = None,
     timer: Callable[[], AbstractContextManager] = contextlib.nullcontext,

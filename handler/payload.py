@@ -15,10 +15,10 @@ from handler.decoding import InputError
 from handler.protocol import (
     DEFAULT_OUTPUT,
     IMAGE_FIELDS,
-    MAX_TOLERANCE,
     OUTPUT_FIELD,
     OUTPUTS,
     TOLERANCE_FIELD,
+    parse_tolerance,
 )
 
 ACCEPT_TO_OUTPUT = {media: output for output, media in OUTPUTS.items()}
@@ -87,12 +87,9 @@ def tolerance(row: dict, header: str | None) -> float:
     if raw is None:
         return 0.0
     try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value <= MAX_TOLERANCE:
-        raise InputError(400, f"tolerance={raw!r}: give pixels from 0 to {MAX_TOLERANCE:g}")
-    return value
+        return parse_tolerance(raw)
+    except ValueError as exc:
+        raise InputError(400, str(exc)) from exc
 
 
 def parse_request(

@@ -47,6 +47,8 @@ REQUEST_ID_PARAM = "request_id"
 URL and no header, and no query parameter reaches the handler, so it changes nothing else."""
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:@+=/-]{1,128}")
 """UUIDs, W3C trace ids, base64 and the like; nothing that could break a log line or a URL."""
+_IMAGE_TYPE = re.compile(r"image/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}", re.IGNORECASE)
+"""image/<subtype> with the characters RFC 6838 allows in a subtype name."""
 MODEL_VERSION_HEADER = "X-Petseg-Model-Version"
 """Set by the handler on every answer: the version that served it (the proxy's metric label)."""
 
@@ -61,9 +63,22 @@ def upload_content_type(declared: str | None) -> str:
 
     TorchServe's Java frontend answers 500 to bytes labelled form-urlencoded (the default of
     curl --data-binary and urllib) and decodes text/JSON bodies before the handler sees them.
+    A declared type that is no plain media type (parameters, spaces, non-ASCII) is not sent on.
     """
     declared = (declared or "").strip()
-    return declared if declared.lower().startswith("image/") else SAFE_BODY_TYPE
+    return declared if _IMAGE_TYPE.fullmatch(declared) else SAFE_BODY_TYPE
+
+
+def parse_tolerance(raw: str) -> float:
+    """A polygon tolerance in pixels, from 0 to ``MAX_TOLERANCE``; ValueError with the message
+    for the client otherwise (the handler and the web proxy check it alike)."""
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= MAX_TOLERANCE:
+        raise ValueError(f"tolerance={raw!r}: give pixels from 0 to {MAX_TOLERANCE:g}")
+    return value
 
 
 @dataclass(frozen=True)

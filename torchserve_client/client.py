@@ -91,11 +91,12 @@ class TorchServe:
         timeout: float,
         body: Body = None,
         headers: dict[str, str] | None = None,
+        replayable: bool = False,
     ) -> Reply:
         if hasattr(body, "seek"):
             body.seek(0)  # a retry sends the same stream again
         headers = {**(headers or {}), "Authorization": f"Bearer {key}"}
-        return self.connections.send(method, url, headers, body, timeout)
+        return self.connections.send(method, url, headers, body, timeout, replayable)
 
     def call(
         self,
@@ -106,19 +107,21 @@ class TorchServe:
         params: dict[str, Any] | None = None,
         body: Body = None,
         headers: dict[str, str] | None = None,
+        replayable: bool = False,
     ) -> Reply:
         """One request to the ``kind`` API ('inference' or 'management') with its key; a
-        refused key is renewed and the request sent once more."""
+        refused key is renewed and the request sent once more. ``replayable``: it has no side
+        effects, so it may be sent again if a kept-alive connection drops it unanswered."""
         base = self.inference_url if kind == "inference" else self.management_url
         url = base + path + (f"?{urlencode(params)}" if params else "")
         timeout = self.timeout if timeout is None else timeout
         key = self.keys.key(kind)
-        response = self._send(method, url, key, timeout, body, headers)
+        response = self._send(method, url, key, timeout, body, headers, replayable)
         if response.status_code == 400 and INVALID_KEY in response.text:
             fresh = self.keys.renewed(kind, key, lambda: self.rotate(kind))
             if self.on_renewal is not None:
                 self.on_renewal(kind)
-            response = self._send(method, url, fresh, timeout, body, headers)
+            response = self._send(method, url, fresh, timeout, body, headers, replayable)
             if response.status_code == 400 and INVALID_KEY in response.text:
                 raise TorchServeError(f"TorchServe refused the renewed {kind} key", 400)
         return response
@@ -141,12 +144,12 @@ class TorchServe:
         content_type: str | None = None,
         output: str = DEFAULT_OUTPUT,
         version: str | None = None,
-        tolerance: str | float | None = None,
+        tolerance: float | None = None,
         request_id: str | None = None,
     ) -> Reply:
         """Send one image (bytes, or a stream sent without copying) and return the answer as
         TorchServe gave it: 200 with the ``output``, or its error status and JSON message.
-        ``tolerance``: polygon simplification in pixels (the handler checks it);
+        ``tolerance``: polygon simplification in pixels (``parse_tolerance`` checks it);
         ``request_id``: goes in a header (the handler logs it) and in the URL (TorchServe's
         access log shows it)."""
         headers = {"Accept": OUTPUTS[output], "Content-Type": upload_content_type(content_type)}
@@ -156,7 +159,9 @@ class TorchServe:
         if request_id is not None:
             headers[REQUEST_ID_HEADER] = params[REQUEST_ID_PARAM] = request_id
         path = f"/predictions/{self.model}" + (f"/{version}" if version else "")
-        return self.call("inference", "POST", path, params=params, body=image, headers=headers)
+        return self.call(
+            "inference", "POST", path, params=params, body=image, headers=headers, replayable=True
+        )
 
     # -- management ----------------------------------------------------------------------------
     def manage(self, method: str, path: str, **params: Any) -> Any:

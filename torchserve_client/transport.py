@@ -110,37 +110,53 @@ class Connections:
         return connection
 
     def send(
-        self, method: str, url: str, headers: dict[str, str], body: Body, timeout: float
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        body: Body,
+        timeout: float,
+        replayable: bool = False,
     ) -> Reply:
-        """One request and its whole answer. A kept-alive connection that turns out closed
-        when used is replaced and the request sent once more (from the body's start); any other
-        failure is an Unreachable, timed out or not."""
+        """One request and its whole answer; any failure is an Unreachable (timed out or not),
+        and leaves this thread's connection closed, never half-used.
+
+        A kept-alive connection that turns out closed when used is replaced and the request sent
+        again (from the body's start) if it did not get through whole, or if it is
+        ``replayable``: the server may have acted on a request it read and then dropped without
+        an answer, which only a request without side effects (a prediction) may risk."""
         parts = urlsplit(url)
         target = parts.path + (f"?{parts.query}" if parts.query else "")
         headers = {"User-Agent": self.user_agent, **headers}
-        headers["Content-Length"] = str(body_length(body))
+        if body is not None:
+            headers["Content-Length"] = str(body_length(body))
         start = body.tell() if hasattr(body, "tell") else 0
         connection = self._connection(parts.scheme, parts.netloc, timeout)
         reused = connection.sock is not None
         try:
             try:
                 return exchange(connection, method, target, headers, body)
-            except ConnectionError:
-                if not reused:
+            except ConnectionError as exc:
+                if not reused or not (replayable or isinstance(exc, Unsent)):
                     raise
                 connection.close()
                 if hasattr(body, "seek"):
                     body.seek(start)
                 return exchange(connection, method, target, headers, body)
-        except TimeoutError as exc:
+        except BaseException as exc:
             connection.close()
-            raise Unreachable(
-                f"TorchServe did not answer within {timeout:g} s", timed_out=True
-            ) from exc
-        except (OSError, http.client.HTTPException) as exc:
-            connection.close()
-            origin = f"{parts.scheme}://{parts.netloc}"
-            raise Unreachable(f"TorchServe is not reachable at {origin}") from exc
+            if isinstance(exc, TimeoutError):
+                message = f"TorchServe did not answer within {timeout:g} s"
+                raise Unreachable(message, timed_out=True) from exc
+            if isinstance(exc, OSError | http.client.HTTPException):
+                origin = f"{parts.scheme}://{parts.netloc}"
+                raise Unreachable(f"TorchServe is not reachable at {origin}") from exc
+            raise
+
+
+class Unsent(ConnectionError):
+    """The connection broke before the request was sent whole, and no answer came: the server
+    cannot have acted on it, so sending it again is safe."""
 
 
 def exchange(
@@ -150,7 +166,17 @@ def exchange(
     headers: dict[str, str],
     body: Body,
 ) -> Reply:
-    connection.request(method, target, body=body, headers=headers)
-    response = connection.getresponse()
-    content = response.read()  # closes the connection too when the server said it would
+    try:
+        connection.request(method, target, body=body, headers=headers)
+    except ConnectionError as failed:
+        if connection.sock is None:  # it never connected
+            raise
+        try:  # a server may answer before it has read the body (413) and close
+            response = connection.getresponse()
+        except (OSError, http.client.HTTPException):
+            raise Unsent("the connection broke while sending") from failed
+    else:
+        response = connection.getresponse()
+    with response:  # closes its socket if it owns it (the server said it would close)
+        content = response.read()
     return Reply(response.status, response.reason, response.msg, content)

@@ -182,3 +182,19 @@ def test_an_endless_chunked_upload_is_cut_off_not_stored(proxy):
         assert response.status_code == 413
     # waitress stops at twice the upload limit (40 MiB); the rest is socket buffers.
     assert sent[0] < 64 * 2**20, f"the proxy read {sent[0] >> 20} MiB"
+
+
+def test_text_no_header_can_carry_is_refused_or_not_sent_on(proxy):
+    photo = {"file": ("cat.jpg", images.jpeg(), "image/jpeg")}
+    url = f"{proxy}/api/segment"
+    for tolerance in ("€", "nan", "1\r\nX-Injected: 1", "-1"):
+        params = {"output": "polygons", "tolerance": tolerance}
+        response = requests.post(url, params=params, files=photo, timeout=30)
+        assert response.status_code == 400, tolerance
+        assert response.json()["message"].startswith(f"tolerance={tolerance!r}")
+    # A number in other digits is a number: sent on as one, not as typed.
+    params = {"output": "polygons", "tolerance": "\uff15"}
+    assert requests.post(url, params=params, files=photo, timeout=30).status_code == 200
+    # A part type that is no plain media type goes on as octet-stream; the bytes decide.
+    odd_type = {"file": ("cat.jpg", images.jpeg(), "image/j\u00e9g; x=\u20ac")}
+    assert requests.post(url, files=odd_type, timeout=30).status_code == 200

@@ -15,7 +15,6 @@ from urllib.parse import urlsplit
 import requests
 
 from frontend_server.upstream import USER_AGENT
-from torchserve_client import Unreachable
 from torchserve_client.transport import Connections
 
 FORWARDED_BY = USER_AGENT
@@ -39,19 +38,14 @@ def _destination(url: str, user_agent: str) -> str:
     return name
 
 
-def _counting(
-    send: Callable, sent_to: Callable[..., tuple[str, str]], failure: type[Exception]
-) -> Callable:
+def _counting(send: Callable, sent_to: Callable[..., tuple[str, str]]) -> Callable:
     """``send`` that also counts what it sent (``sent_to`` its arguments: the URL and the
-    User-Agent) and what came back; ``failure`` is its exception for no answer."""
+    User-Agent) and what came back (an exception: no answer)."""
 
     def counted(*args, **kwargs):
+        outcome = "no answer"
         try:
             response = send(*args, **kwargs)
-        except failure:
-            outcome = "no answer"
-            raise
-        else:
             outcome = f"{response.status_code // 100}xx"
             return response
         finally:
@@ -66,12 +60,10 @@ def record() -> None:
     requests.Session.send = _counting(
         requests.Session.send,
         lambda session, request, **_: (request.url, request.headers.get("User-Agent", "")),
-        requests.RequestException,
     )
     Connections.send = _counting(
         Connections.send,
-        lambda connections, method, url, *_: (url, connections.user_agent),
-        Unreachable,
+        lambda connections, method, url, *_, **__: (url, connections.user_agent),
     )
 
 

@@ -37,10 +37,12 @@ class Received:
 @dataclass
 class Server:
     """A raw HTTP/1.1 server on a thread: ``reply(received)`` gives the bytes to answer (None:
-    answer nothing), ``close_after`` closes each connection after that many answers."""
+    answer nothing and wait; b"": close without answering), ``close_after`` closes each
+    connection after that many answers; ``early`` answers before reading the body, then closes."""
 
     reply: Callable[[Received], bytes | None]
     close_after: int = 1_000
+    early: bool = False
     received: list[Received] = field(default_factory=list)
 
     def serve(self, listener: socket.socket) -> None:
@@ -61,11 +63,16 @@ class Server:
                         return
                     head += line
                 received = Received(number, head.decode(), b"")
+                if self.early:
+                    self.received.append(received)
+                    sock.sendall(self.reply(received))
+                    return
                 received.body = stream.read(int(received.header("Content-Length") or 0))
                 self.received.append(received)
                 answer = self.reply(received)
                 if answer is None:
                     stream.read()  # until the client gives up
+                if not answer:
                     return
                 sock.sendall(answer)
 
@@ -170,6 +177,35 @@ def test_a_refused_key_is_renewed_and_the_stream_sent_again(serve, tmp_path):
         ("/token?type=inference", "Bearer api-key", b""),
         ("/predictions/petseg", "Bearer renewed-key", b"a photo"),
     ]
+
+
+def test_a_prediction_dropped_unanswered_is_sent_again_a_change_is_not(serve):
+    answers = iter([ok(), b"", ok(), ok(), b""])
+    server, client = serve(lambda _: next(answers))
+    assert client.predict(b"a photo", "image/jpeg").status_code == 200
+    assert client.predict(b"a photo", "image/jpeg").status_code == 200  # dropped, sent again
+    client.list_models()
+    with pytest.raises(Unreachable, match="not reachable"):
+        client.register("petseg.mar")  # read, then dropped: it may have been done
+    sent = [(r.connection, r.head.split(" ")[0]) for r in server.received]
+    assert sent == [(0, "POST"), (0, "POST"), (1, "POST"), (1, "GET"), (1, "POST")]
+
+
+def test_an_answer_given_before_the_body_was_read_is_not_lost(serve):
+    too_large = b"HTTP/1.1 413 Request Entity Too Large\r\nContent-Length: 0\r\n\r\n"
+    server, client = serve(lambda _: too_large, early=True)
+    answer = client.predict(bytes(32 * 1024 * 1024), "image/jpeg")
+    assert answer.status_code == 413
+    assert len(server.received) == 1
+
+
+def test_a_request_that_fails_before_it_is_sent_leaves_the_connection_usable(serve):
+    server, client = serve()
+    client.list_models()
+    with pytest.raises(ValueError, match="header"):
+        client.connections.send("GET", client.management_url + "/models", {"X": "a\r\nb"}, None, 5)
+    client.list_models()
+    assert [r.head.split(" ")[0] for r in server.received] == ["GET", "GET"]
 
 
 def test_an_answer_that_never_comes_times_out(serve):

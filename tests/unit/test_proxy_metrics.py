@@ -3,8 +3,9 @@ ended, every request timed by route, status class and model version."""
 
 from __future__ import annotations
 
+from email.message import Message
+
 import pytest
-import requests
 
 from frontend_server import create_app, upstream
 from frontend_server.metrics import LATENCY_BUCKETS, OUTCOMES, outcome
@@ -12,7 +13,7 @@ from frontend_server.upstream import UpstreamError
 from handler.protocol import MODEL_VERSION_HEADER
 from tests.support import images
 from tests.support.web import offline_config, sample, upload
-from torchserve_client import KeyFileError, TorchServeError, Unreachable
+from torchserve_client import KeyFileError, Reply, TorchServeError, Unreachable
 
 
 @pytest.mark.parametrize(
@@ -34,12 +35,11 @@ def test_outcomes(status, cause, expected):
     assert outcome(status, cause) == expected
 
 
-def torchserve_answer(status: int, **headers: str) -> requests.Response:
-    response = requests.Response()
-    response.status_code = status
-    response.headers.update(headers)
-    response._content = b"{}"
-    return response
+def torchserve_answer(status: int, **headers: str) -> Reply:
+    message = Message()
+    for name, value in headers.items():
+        message[name] = value
+    return Reply(status, "", message, b"{}")
 
 
 @pytest.mark.parametrize(
