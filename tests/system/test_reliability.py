@@ -34,14 +34,18 @@ def stack(model_store, tmp_path_factory):
         stop(instance, state["process"])
 
 
-def wait_workers_ready(instance: Instance, count: int, timeout: float = 120) -> list[dict]:
+def wait_workers_ready(
+    instance: Instance, count: int, timeout: float = 120, gone: int | None = None
+) -> list[dict]:
+    """The workers, once ``count`` are READY (and the one with pid ``gone`` is listed no more)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         current = instance.client().workers()
-        if sum(w["status"] == "READY" for w in current) >= count:
+        ready = sum(w["status"] == "READY" for w in current)
+        if ready >= count and gone not in {w["pid"] for w in current}:
             return current
-        time.sleep(0.5)
-    raise TimeoutError(f"fewer than {count} READY workers after {timeout} s")
+        time.sleep(0.2)
+    raise TimeoutError(f"not {count} READY workers without pid {gone} after {timeout} s")
 
 
 def post(url: str, data: bytes, name: str = "upload.jpg") -> requests.Response:
@@ -101,16 +105,30 @@ def test_a_killed_worker_is_replaced_and_clients_see_few_clean_errors(stack):
         c: scraped(stack["operator"], "petseg_proxy_uploads_total", outcome=c) for c in refusals
     }
     results: list[requests.Response] = []
+    stopping = threading.Event()
 
-    def load():
-        with ThreadPoolExecutor(8) as pool:
-            results.extend(pool.map(lambda _: post(stack["url"], body), range(120)))
+    def client():
+        while not stopping.is_set():
+            results.append(post(stack["url"], body))
 
-    thread = threading.Thread(target=load)
-    thread.start()
-    time.sleep(1.0)
-    os.kill(victim, signal.SIGKILL)
-    thread.join()
+    def answered(count: int, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while len(results) < count:
+            assert time.monotonic() < deadline, f"{len(results)} answers of {count}"
+            time.sleep(0.02)
+
+    clients = [threading.Thread(target=client) for _ in range(8)]
+    for thread in clients:
+        thread.start()
+    try:
+        answered(40)  # the load is under way: the kill lands in the middle of it
+        os.kill(victim, signal.SIGKILL)
+        wait_workers_ready(instance, 2, gone=victim)
+        answered(len(results) + 40)  # and it goes on after the replacement
+    finally:
+        stopping.set()
+        for thread in clients:
+            thread.join()
     codes = Counter(r.status_code for r in results)
     assert set(codes) <= {200, 503}, (codes, [r.text for r in results if r.status_code != 200])
     assert codes[503] <= 8, codes
@@ -119,9 +137,7 @@ def test_a_killed_worker_is_replaced_and_clients_see_few_clean_errors(stack):
             assert response.json()["message"]
     now = {c: scraped(stack["operator"], "petseg_proxy_uploads_total", outcome=c) for c in refusals}
     assert sum(now.values()) - sum(counted.values()) == codes[503], (counted, now)
-    replaced = wait_workers_ready(instance, 2)
-    assert victim not in {w["pid"] for w in replaced}
-    assert all(post(stack["url"], body).status_code == 200 for _ in range(10))
+    assert all(r.status_code == 200 for r in results[-10:])
 
 
 def test_torchserve_down_gives_503_and_the_proxy_recovers_by_itself(stack):
