@@ -93,8 +93,6 @@ class TorchServe:
         headers: dict[str, str] | None = None,
         replayable: bool = False,
     ) -> Reply:
-        if hasattr(body, "seek"):
-            body.seek(0)  # a retry sends the same stream again
         headers = {**(headers or {}), "Authorization": f"Bearer {key}"}
         return self.connections.send(method, url, headers, body, timeout, replayable)
 

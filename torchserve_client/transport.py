@@ -25,7 +25,8 @@ from urllib.parse import urlsplit
 from torchserve_client.errors import Unreachable
 
 Body = bytes | IO[bytes] | None
-"""A request body: bytes, or a seekable stream sent as it is read (not copied)."""
+"""A request body: bytes, or a seekable stream sent as it is read (not copied), from where it
+stands, and left there: the same stream can be sent again."""
 BLOCK_BYTES = 256 * 1024
 """How much of a streamed body goes to the socket per write (http.client's default: 8 KiB)."""
 
@@ -49,10 +50,8 @@ class Reply:
         return json.loads(self.content)
 
 
-def body_length(body: Body) -> int:
+def body_length(body: bytes | IO[bytes]) -> int:
     """Bytes left to send: a stream is measured from where it stands, not read."""
-    if body is None:
-        return 0
     if isinstance(body, bytes | bytearray | memoryview):
         return len(body)
     position = body.tell()
@@ -122,7 +121,7 @@ class Connections:
         and leaves this thread's connection closed, never half-used.
 
         A kept-alive connection that turns out closed when used is replaced and the request sent
-        again (from the body's start) if it did not get through whole, or if it is
+        again if it did not get through whole, or if it is
         ``replayable``: the server may have acted on a request it read and then dropped without
         an answer, which only a request without side effects (a prediction) may risk."""
         parts = urlsplit(url)
@@ -130,19 +129,25 @@ class Connections:
         headers = {"User-Agent": self.user_agent, **headers}
         if body is not None:
             headers["Content-Length"] = str(body_length(body))
-        start = body.tell() if hasattr(body, "tell") else 0
+        start = body.tell() if hasattr(body, "tell") else None
         connection = self._connection(parts.scheme, parts.netloc, timeout)
         reused = connection.sock is not None
-        try:
+
+        def sent_once() -> Reply:
             try:
                 return exchange(connection, method, target, headers, body)
+            finally:
+                if start is not None:
+                    body.seek(start)  # where it stood: ready to be sent again
+
+        try:
+            try:
+                return sent_once()
             except ConnectionError as exc:
                 if not reused or not (replayable or isinstance(exc, Unsent)):
                     raise
                 connection.close()
-                if hasattr(body, "seek"):
-                    body.seek(start)
-                return exchange(connection, method, target, headers, body)
+                return sent_once()
         except BaseException as exc:
             connection.close()
             if isinstance(exc, TimeoutError):
