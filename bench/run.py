@@ -47,11 +47,10 @@ from petseg.launcher import (
     ROOT,
     Instance,
     free_ports,
-    start,
+    serve_archive,
     stop,
     unused_ports,
     wait_answering,
-    wait_ready,
 )
 from torchserve_client import TorchServe
 
@@ -279,9 +278,8 @@ def measure_torchserve(model: Model, tmp: Path, work: Workload) -> None:
     store = tmp / "store"
     build_archive(model.export_dir, store)
     instance = Instance(tmp / "ts", store, unused_ports())
-    process = start(instance)
+    process = serve_archive(instance, timeout=300, every_worker=True)
     try:
-        wait_ready(instance, process, timeout=300, every_worker=True)
         client = instance.client()
         target = Target.torchserve(instance.url("inference"), instance.key_file)
         direct = System(report.DIRECT, target, [w["pid"] for w in client.workers()])

@@ -19,7 +19,7 @@ import yaml
 from bench.inputs import pet_photo
 from bench.loadgen import Target, measure
 from petseg.archive import MODEL_CONFIG, build_archive
-from petseg.launcher import Instance, start, stop, unused_ports, wait_ready
+from petseg.launcher import Instance, serve_archive, stop, unused_ports, wait_ready
 
 CANDIDATES = [
     # threads 0: the handler's plan (a worker's share of the cores, all of them for a lone request)
@@ -60,9 +60,8 @@ def main() -> None:
         store = Path(tmp) / "store"
         instance = Instance(Path(tmp) / "ts", store, unused_ports())
         archive = build_archive(args.export_dir, store)
-        process = start(instance)
+        process = serve_archive(instance)
         try:
-            wait_ready(instance, process)
             client = instance.client()
             for candidate in CANDIDATES:
                 # the same model name each time, so the load reaches the candidate

@@ -70,8 +70,9 @@ def model() -> Response:
 
 @bp.get("/health")
 def health() -> Response:
-    """200 when the model has a ready worker, else 503 with the reason."""
+    """200 once TorchServe applied the serving state and the default version has a ready
+    worker (what it could not serve is listed either way), else 503 with the reason."""
     status = _client().health()
     response = jsonify(status.as_dict())
-    response.status_code = 200 if status.ready_workers else 503
+    response.status_code = 200 if status.ready else 503
     return response

@@ -172,3 +172,14 @@ class TorchServeCollector:
             "Workers of the model's default version, in any state",
             value=state.workers,
         )
+        yield GaugeMetricFamily(
+            "petseg_serving_state_applied",
+            "1 once TorchServe's start applied the serving state (the instance is ready only then)",
+            value=int(state.report is not None),
+        )
+        yield GaugeMetricFamily(
+            "petseg_serving_state_problems",
+            "Parts of the serving state TorchServe does not serve as declared (petseg status names "
+            "them)",
+            value=len(state.problems),
+        )

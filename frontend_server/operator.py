@@ -5,12 +5,14 @@ The public app has no such routes, so no path trick on the public port (``/api/.
 ``%2e%2e``, an absolute URL in the request line) can reach them: there is nothing to reach.
 Bind the listener to loopback (`petseg run`: 127.0.0.1:5001), or in a cluster to the pod's
 address on a port that only the monitoring namespace may reach (README "Monitoring"). What it
-serves holds counts, timings and version strings, never a key, a URL or a file path.
+serves holds counts, timings, version strings and what TorchServe could not serve of its state
+(archive names, never a key, a URL or a path).
 """
 
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 from flask import Flask, Response, render_template, request
 from prometheus_client.exposition import choose_encoder
@@ -18,6 +20,7 @@ from waitress.server import BaseWSGIServer, create_server
 
 from frontend_server.metrics import ProxyMetrics
 from frontend_server.status import StatusWindow
+from torchserve_client import ServingReport
 
 THREADS = 2
 CONNECTION_LIMIT = 32
@@ -26,8 +29,9 @@ REFRESH_S = 5
 """The status page reloads itself this often."""
 
 
-def operator_app(metrics: ProxyMetrics) -> Flask:
-    """A small app over the public app's metrics: the two routes and nothing else."""
+def operator_app(metrics: ProxyMetrics, report_folder: Path) -> Flask:
+    """A small app over the public app's metrics and TorchServe's serving report (in
+    ``report_folder``, beside its key file): the two routes and nothing else."""
     app = Flask(__name__)
     window = StatusWindow(metrics)
 
@@ -38,7 +42,12 @@ def operator_app(metrics: ProxyMetrics) -> Flask:
 
     @app.get("/status")
     def status() -> str:
-        return render_template("status.html", figures=window.figures(), refresh_s=REFRESH_S)
+        return render_template(
+            "status.html",
+            figures=window.figures(),
+            report=ServingReport.read(report_folder),
+            refresh_s=REFRESH_S,
+        )
 
     return app
 
@@ -69,7 +78,7 @@ def operator_server(app: Flask) -> BaseWSGIServer | None:
             "PETSEG_METRICS_ADDRESS to another host:port, or to nothing for none",
         ) from exc
     return create_server(
-        operator_app(app.extensions["metrics"]),
+        operator_app(app.extensions["metrics"], Path(app.config["KEY_FILE"]).parent),
         map={},
         sockets=[listener],
         threads=THREADS,

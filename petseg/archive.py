@@ -13,10 +13,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import zipfile
 from pathlib import Path
 
 from handler.protocol import MODEL_NAME
 from handler.spec import SPEC_FILENAME, ModelSpec
+from petseg.state import ServingState
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "handler"
@@ -81,3 +83,34 @@ def build_archive(
             env={**os.environ, "TMPDIR": tmp},
         )
     return out_dir / f"{name}.mar"
+
+
+def stage_archives(
+    declared: ServingState, source: Path, store: Path, config: Path | None = None
+) -> None:
+    """Copy each archive ``declared`` names from ``source`` into ``store``, with ``config`` as
+    its model-config.yaml when given: a pod's ConfigMap then sets workers, batching and the
+    handler's limits without a new image (TorchServe and the handler read them from the archive
+    only). An archive missing from ``source`` is left for the serving state's report to name."""
+    store.mkdir(parents=True, exist_ok=True)
+    for spec in declared.versions.values():
+        original = source / spec.archive
+        if not original.is_file():
+            continue
+        if config is None:
+            shutil.copyfile(original, store / spec.archive)
+        else:
+            with_model_config(original, store / spec.archive, config)
+
+
+def with_model_config(original: Path, copy: Path, config: Path) -> None:
+    """``original`` written to ``copy`` with ``config`` in place of its model-config.yaml."""
+    with zipfile.ZipFile(original) as source, zipfile.ZipFile(copy, "w") as target:
+        if MODEL_CONFIG.name not in source.namelist():
+            raise ValueError(f"{original} holds no {MODEL_CONFIG.name} to replace")
+        for item in source.infolist():
+            if item.filename == MODEL_CONFIG.name:
+                target.write(config, MODEL_CONFIG.name)
+            else:
+                with source.open(item) as member, target.open(item, "w") as out:
+                    shutil.copyfileobj(member, out)

@@ -2,14 +2,20 @@
 
     petseg synth|train|evaluate|export ...   the training machine (see `petseg train --help`)
     petseg archive                           build model_store/petseg.mar from an export
-    petseg serve | stop | status             TorchServe with petseg, in the background
+    petseg serve | stop | status             TorchServe serving the state, in the background
     petseg config [--host H] [--logs stdout] TorchServe's config, rendered into --workdir
     petseg run                               the demo: TorchServe + the web page
-    petseg models list|describe|register|scale|set-default|unregister
+    petseg models list|describe              what TorchServe serves now
+    petseg models register|scale|set-default|unregister|apply
+                                             change it, and the serving state with it
     petseg predict IMAGE [--output mask -o mask.png]
     petseg key|rotate inference|management
-    petseg cluster start|roll|stop           several instances behind nginx
+    petseg cluster start|roll|heal|stop      several instances behind nginx, one state
     petseg --instances FILE models ...       the same model command on every instance
+
+The serving state (config/serving.json, or --state) declares the versions, the default and
+the workers: every start applies it, and `petseg models` changes write it once TorchServe
+accepted them, so they survive restarts.
 
 A failure is one line on stderr and exit status 2 (no traceback): a missing file, TorchServe
 not running, TorchServe refusing a call.
@@ -23,11 +29,11 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from handler.protocol import OUTPUTS
+from handler.protocol import OUTPUTS, Ports
 from model_training.commands import COMMANDS as TRAINING_COMMANDS
 from model_training.commands import run as run_training
-from petseg import archive, launcher, models
-from torchserve_client import TorchServeError
+from petseg import archive, changes, foreground, launcher, models, reconcile, state
+from torchserve_client import ServingReport, TorchServeError
 
 USER_ERRORS = (
     TorchServeError,
@@ -46,17 +52,48 @@ def train(args: argparse.Namespace, instance: launcher.Instance) -> int:
     return 0
 
 
-def serve(args: argparse.Namespace, instance: launcher.Instance) -> int:
-    """Start TorchServe unless it already serves petseg; print where everything is."""
-    if instance.client().health().ready_workers:
-        print("TorchServe is already serving petseg")
-    else:
-        process = launcher.start(instance)
-        try:
-            launcher.wait_ready(instance, process, args.timeout)
-        except (RuntimeError, TimeoutError):
-            launcher.stop(instance, process)
-            raise
+def serve(args: argparse.Namespace, running: launcher.Instance) -> int:
+    """Start TorchServe and apply the serving state (to one already running from --workdir:
+    apply it again); print what was done and where everything is. --foreground: until
+    TorchServe ends (a container's main process)."""
+    state_file = args.state or state.STATE_FILE
+    durable = not args.read_only_state
+    if not args.foreground and running.client().health().reachable:
+        print("TorchServe is already running: applying the serving state")
+        client = running.client(timeout=args.timeout)
+        report = reconcile.apply_state(
+            client, state_file, running.model_store, running.workdir, durable
+        )
+        return where(running, report)
+    instance = new_instance(args)
+    if args.archives_from:
+        archive.stage_archives(
+            state.load(state_file), args.archives_from, instance.model_store, args.model_config
+        )
+    if args.foreground:
+        return foreground.serve(args, instance, state_file, durable)
+    process = launcher.start(instance, host=args.host)
+    try:
+        report = launcher.bring_up(instance, process, state_file, durable, args.timeout)
+    except (RuntimeError, TimeoutError, ValueError, TorchServeError):
+        launcher.stop(instance, process)
+        raise
+    return where(instance, report)
+
+
+def new_instance(args: argparse.Namespace) -> launcher.Instance:
+    """The instance `serve` starts: the configured ports (or free ones), the --set settings."""
+    malformed = [setting for setting in args.set if "=" not in setting]
+    if malformed:
+        raise ValueError(f"--set takes KEY=VALUE, not {malformed[0]!r}")
+    settings = dict(setting.split("=", 1) for setting in args.set)
+    ports = launcher.unused_ports() if args.free_ports else Ports()
+    return launcher.Instance(args.workdir, args.model_store, ports, settings)
+
+
+def where(instance: launcher.Instance, report: ServingReport) -> int:
+    """What the start applied, and where everything is."""
+    print("\n".join(reconcile.describe(report)))
     print(f"inference:  {instance.url('inference', '/predictions/petseg')}")
     print(f"management: {instance.url('management', '/models')}")
     print(f"metrics:    {instance.url('metrics', '/metrics')}")
@@ -66,9 +103,13 @@ def serve(args: argparse.Namespace, instance: launcher.Instance) -> int:
 
 
 def status(args: argparse.Namespace, instance: launcher.Instance) -> int:
+    """Ready (exit 0) once the serving state is applied and the default has a READY worker;
+    what could not be served is named either way (the container's health and readiness)."""
     health = instance.client().health()
     print(f"petseg: {health.ready_workers} ready workers ({health.detail})")
-    return 0 if health.ready_workers else 1
+    if health.report is not None:
+        print("\n".join(reconcile.describe(health.report)))
+    return 0 if health.ready else 1
 
 
 def stop(args: argparse.Namespace, instance: launcher.Instance) -> int:
@@ -97,6 +138,23 @@ def demo(args: argparse.Namespace, instance: launcher.Instance) -> int:
     return run(args, instance)
 
 
+def fleet(args: argparse.Namespace, instance: launcher.Instance) -> list[launcher.Instance]:
+    """The instances a command acts on: the one from --workdir, or those --instances lists."""
+    if not args.instances:
+        return [instance]
+    return [
+        launcher.running_instance(Path(workdir), args.model_store)
+        for workdir in args.instances.read_text().split()
+    ]
+
+
+def manage(args: argparse.Namespace, instance: launcher.Instance) -> int:
+    """`petseg models`: a look at what is served, or a change of it and of the state."""
+    if args.action in ("list", "describe"):
+        return operate(models.models)(args, instance)
+    return changes.command(args, fleet(args, instance), models.show)
+
+
 def operate(action: Callable) -> Callable[[argparse.Namespace, launcher.Instance], int]:
     """A command against the running TorchServe, or against every instance the --instances
     file lists (a fleet), each answer under its instance's folder; exit 2 if any failed."""
@@ -106,8 +164,8 @@ def operate(action: Callable) -> Callable[[argparse.Namespace, launcher.Instance
             models.show(action(args, instance.client(timeout=args.timeout)))
             return 0
         failed = 0
-        for workdir in args.instances.read_text().split():
-            member = launcher.running_instance(Path(workdir), args.model_store)
+        for member in fleet(args, instance):
+            workdir = member.workdir
             print(f"== {workdir}", flush=True)
             try:
                 models.show(action(args, member.client(timeout=args.timeout)))
@@ -124,13 +182,18 @@ def run_cluster(args: argparse.Namespace, instance: launcher.Instance) -> int:
     from petseg import cluster  # the web app's imports, only for this command
 
     if args.action == "start":
-        started = cluster.start_cluster(args.count, args.model_store, args.archive, port=args.port)
-        print(f"{args.count} instances behind nginx: {started.url}/")
+        state_file = args.state or state.STATE_FILE
+        started = cluster.start_cluster(args.count, args.model_store, state_file, port=args.port)
+        print(f"{args.count} instances behind nginx: {started.url}/ (serving state {state_file})")
         print(f"instances file: {Path(started.root) / cluster.INSTANCES_FILE} (--instances)")
     elif args.action == "roll":
         running = cluster.Cluster.load()
-        cluster.roll(running, args.archive)
-        print(f"every instance now serves {args.archive}")
+        cluster.roll(running)
+        print(f"every instance replaced; each applied {running.state}")
+    elif args.action == "heal":
+        running = cluster.Cluster.load()
+        replaced = cluster.heal(running)
+        print(f"{len(replaced)} dead instance(s) replaced; each applied {running.state}")
     else:
         cluster.stop_cluster(cluster.Cluster.load())
         print("cluster stopped")
@@ -157,6 +220,18 @@ def get_args_parser() -> argparse.ArgumentParser:
         help="a file naming one TorchServe folder a line (`petseg cluster start` writes one): "
         "models/predict/key/rotate act on each",
     )
+    parser.add_argument(
+        "--state",
+        type=Path,
+        help="the serving state file (default: the one the running instance applied, else "
+        f"{state.STATE_FILE.relative_to(launcher.ROOT)})",
+    )
+    parser.add_argument(
+        "--read-only-state",
+        action="store_true",
+        help="the deployment declares the state (a ConfigMap, an image): `petseg models` "
+        "changes the running instance only, until it restarts",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # Their arguments (--help included) go to the training commands' own parsers.
     for name, summary in TRAINING_COMMANDS.items():
@@ -169,24 +244,42 @@ def get_args_parser() -> argparse.ArgumentParser:
     build_cmd.add_argument("--version", help="archive version (default: the spec's)")
     build_cmd.set_defaults(func=build)
 
-    serve_cmd = commands.add_parser("serve", help="start TorchServe with petseg, in background")
+    serve_cmd = commands.add_parser("serve", help="start TorchServe serving the state")
     serve_cmd.add_argument("--timeout", type=float, default=180, help="seconds to wait for ready")
+    serve_cmd.add_argument(
+        "--foreground",
+        action="store_true",
+        help="run until TorchServe ends, its logs on stdout if --logs stdout (a container's "
+        "command)",
+    )
+    serve_cmd.add_argument(
+        "--archives-from",
+        type=Path,
+        help="copy the archives the state names from this folder into --model-store first",
+    )
+    serve_cmd.add_argument(
+        "--model-config",
+        type=Path,
+        help="with --archives-from: put this model-config.yaml into each copy (a ConfigMap's)",
+    )
+    serve_cmd.add_argument(
+        "--free-ports",
+        action="store_true",
+        help="listen on unused ports instead of the configured ones (another instance beside "
+        "one; the other commands find them in --workdir)",
+    )
+    serve_cmd.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a config.properties setting for this start (e.g. number_of_gpu=1)",
+    )
+    add_host_and_logs(serve_cmd)
     serve_cmd.set_defaults(func=serve)
     commands.add_parser("stop", help="stop TorchServe and its workers").set_defaults(func=stop)
     config_cmd = commands.add_parser("config", help="write config.properties into --workdir")
-    config_cmd.add_argument(
-        "--host",
-        default=launcher.LOOPBACK,
-        help="where inference and metrics listen (0.0.0.0 in a container; management always "
-        "on %(default)s)",
-    )
-    config_cmd.add_argument(
-        "--logs",
-        choices=["files", "stdout"],
-        default="files",
-        help="stdout: also write a log4j2.xml sending TorchServe's logs to stdout (a "
-        "container's); files: config/log4j2.xml, the logs/ folder (default)",
-    )
+    add_host_and_logs(config_cmd)
     config_cmd.set_defaults(func=config)
     commands.add_parser("status", help="ready workers; exit 1 if none").set_defaults(func=status)
 
@@ -206,15 +299,30 @@ def get_args_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def add_host_and_logs(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--host",
+        default=launcher.LOOPBACK,
+        help="where inference and metrics listen (0.0.0.0 in a container; management always "
+        "on %(default)s)",
+    )
+    command.add_argument(
+        "--logs",
+        choices=["files", "stdout"],
+        default="files",
+        help="stdout: also write a log4j2.xml sending TorchServe's logs to stdout (a "
+        "container's); files: config/log4j2.xml, the logs/ folder (default)",
+    )
+
+
 def add_cluster(commands: argparse._SubParsersAction) -> None:
     fleet = commands.add_parser("cluster", help="several instances behind nginx, on this machine")
     actions = fleet.add_subparsers(dest="action", required=True)
     begin = actions.add_parser("start", help="N instances (TorchServe + web proxy) and nginx")
     begin.add_argument("-n", "--count", type=int, default=2, help="instances")
     begin.add_argument("--port", type=int, default=8000, help="nginx's port on 127.0.0.1")
-    begin.add_argument("--archive", default=launcher.DEFAULT_ARCHIVE, help="in --model-store")
-    roll = actions.add_parser("roll", help="replace the instances one by one with an archive")
-    roll.add_argument("archive", help="a .mar in --model-store, e.g. a new version")
+    actions.add_parser("roll", help="replace the instances one by one; each applies the state")
+    actions.add_parser("heal", help="replace instances whose processes died")
     actions.add_parser("stop", help="stop nginx and every instance")
     fleet.set_defaults(func=run_cluster)
 
@@ -224,19 +332,24 @@ def add_operations(commands: argparse._SubParsersAction) -> None:
     timeout = argparse.ArgumentParser(add_help=False)
     timeout.add_argument("--timeout", type=float, default=120, help="seconds per call")
 
-    manage = commands.add_parser("models", help="list, register, scale... model versions")
-    actions = manage.add_subparsers(dest="action", required=True)
+    models_cmd = commands.add_parser("models", help="list, register, scale... model versions")
+    actions = models_cmd.add_subparsers(dest="action", required=True)
     actions.add_parser("list", parents=[timeout])
     actions.add_parser("describe", parents=[timeout]).add_argument("version", nargs="?")
     register = actions.add_parser("register", parents=[timeout], help="a .mar in the store")
     register.add_argument("archive")
-    register.add_argument("--workers", type=int, default=1)
+    register.add_argument(
+        "--workers", type=int, help="workers of the version (default: its model-config.yaml's)"
+    )
     scale = actions.add_parser("scale", parents=[timeout])
     scale.add_argument("workers", type=int)
-    scale.add_argument("--version")
+    scale.add_argument("--version", help="default: the default version")
     actions.add_parser("set-default", parents=[timeout]).add_argument("version")
     actions.add_parser("unregister", parents=[timeout]).add_argument("version")
-    manage.set_defaults(func=operate(models.models))
+    actions.add_parser(
+        "apply", parents=[timeout], help="bring the running instance(s) to the serving state"
+    )
+    models_cmd.set_defaults(func=manage)
 
     predict = commands.add_parser("predict", parents=[timeout], help="segment one image")
     predict.add_argument("image", type=Path)
@@ -256,9 +369,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args, rest = parser.parse_known_args(argv)
         args.rest = rest
+        args.words = argv[argv.index(args.command) :]  # the command as typed, for the record
         if args.rest and args.func is not train:
             parser.error(f"unrecognized arguments: {' '.join(args.rest)}")
-        if args.func in (serve, config):  # a new TorchServe: the configured ports
+        if args.func is config:
             instance = launcher.Instance(args.workdir, args.model_store)
         else:  # the one started from --workdir, wherever its ports are
             instance = launcher.running_instance(args.workdir, args.model_store)

@@ -3,8 +3,10 @@
 An instance is what a Kubernetes pod holds (README "Deploying"): a TorchServe and the web proxy
 beside it, which reads that TorchServe's key file. nginx balances over the proxies, drops an
 instance that fails (passive health checks) and sends a failed request to another one.
-`petseg cluster start|stop|roll` (`make cluster N=2`, `make cluster-stop`) and the suite's proofs
-(spread, failover, rolling replacement) use this module.
+Every instance applies the cluster's one serving state before it joins the balancer (a new
+one, a replacement in a roll, one that replaces a dead instance), so none drifts from the rest.
+`petseg cluster start|stop|roll|heal` (`make cluster N=2`, `make cluster-stop`) and the suite's
+proofs (spread, failover, rolling replacement, convergence) use this module.
 """
 
 from __future__ import annotations
@@ -21,17 +23,17 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from frontend_server import DEFAULTS as WEB_DEFAULTS
-from handler.protocol import MODEL_NAME, Ports
+from handler.protocol import Ports
 from petseg.demo import external_command, web_environment
 from petseg.launcher import (
     ROOT,
     Instance,
+    bring_up,
     free_ports,
     start,
     stop,
     unused_ports,
     wait_answering,
-    wait_ready,
 )
 
 NGINX_TEMPLATE = ROOT / "deploy" / "nginx" / "nginx.conf"
@@ -71,6 +73,8 @@ class Cluster:
 
     root: str
     store: str
+    state: str
+    """The serving state file every instance applies."""
     port: int
     nginx_pid: int = 0
     members: list[Member] | None = None
@@ -96,17 +100,16 @@ class Cluster:
         return cls(**data)
 
 
-def start_member(cluster: Cluster, archive: str) -> Member:
-    """A TorchServe serving ``archive`` from the cluster's store, and its proxy; both ready,
+def start_member(cluster: Cluster) -> Member:
+    """A TorchServe serving the cluster's state from its store, and its proxy; both ready,
     or both stopped again and the failure raised."""
     cluster.started += 1
     workdir = Path(cluster.root) / f"instance-{cluster.started}"
     instance = Instance(workdir, Path(cluster.store), unused_ports())
-    # Registered under the model's name whatever the archive's file is called (petseg-v2.mar).
-    torchserve = adopt(start(instance, load_models=f"{MODEL_NAME}={archive}"))
+    torchserve = adopt(start(instance))
     web = None
     try:
-        wait_ready(instance, torchserve, timeout=300)
+        bring_up(instance, torchserve, Path(cluster.state), timeout=300)
         web_port = free_ports(1)[0]
         web = adopt(start_proxy(instance, web_port))
         member = Member(str(workdir), asdict(instance.ports), torchserve.pid, web_port, web.pid)
@@ -139,6 +142,19 @@ def stop_member(member: Member) -> None:
     reap(member.web_pid)
     stop(member.instance)
     reap(member.torchserve_pid)
+
+
+def alive(member: Member) -> bool:
+    """Both process groups of the instance still have their leaders."""
+    for leader in (member.web_pid, member.torchserve_pid):
+        child = _children.get(leader)
+        if child is not None and child.poll() is not None:
+            return False
+        try:
+            os.kill(leader, 0)
+        except ProcessLookupError:
+            return False
+    return True
 
 
 def kill_member(member: Member) -> None:
@@ -240,13 +256,15 @@ def reload_nginx(cluster: Cluster, drained: set[int] = frozenset()) -> None:
 
 # -- the cluster's life --------------------------------------------------------------------------
 def start_cluster(
-    count: int, store: Path, archive: str, root: Path = DEFAULT_ROOT, port: int = 8000
+    count: int, store: Path, state_file: Path, root: Path = DEFAULT_ROOT, port: int = 8000
 ) -> Cluster:
     root.mkdir(parents=True, exist_ok=True)
-    cluster = Cluster(str(root), str(Path(store).resolve()), port, members=[])
+    cluster = Cluster(
+        str(root), str(Path(store).resolve()), str(Path(state_file).resolve()), port, members=[]
+    )
     try:
         for _ in range(count):
-            cluster.members.append(start_member(cluster, archive))
+            cluster.members.append(start_member(cluster))
             cluster.save()
         start_nginx(cluster)
         cluster.save()
@@ -256,13 +274,14 @@ def start_cluster(
     return cluster
 
 
-def roll(cluster: Cluster, archive: str, settle_s: float = 2.0) -> None:
-    """Replace every instance, one at a time, by a new one serving ``archive`` (a surge of one,
-    none unavailable, as the Deployment's rolling update): the successor starts and joins the
-    balancer, the old instance is drained (no new requests), finishes what it holds, and stops.
-    A successor that fails to start leaves the old instance serving."""
+def roll(cluster: Cluster, settle_s: float = 2.0) -> None:
+    """Replace every instance, one at a time, by a new one that applies the serving state as it
+    is now (a surge of one, none unavailable, as the Deployment's rolling update after its
+    ConfigMap changed): the successor starts and joins the balancer, the old instance is drained
+    (no new requests), finishes what it holds, and stops. A successor that fails to start
+    leaves the old instance serving."""
     for old in list(cluster.members):
-        cluster.members.append(start_member(cluster, archive))
+        cluster.members.append(start_member(cluster))
         cluster.save()
         reload_nginx(cluster, drained={old.web_port})
         time.sleep(settle_s)
@@ -270,6 +289,20 @@ def roll(cluster: Cluster, archive: str, settle_s: float = 2.0) -> None:
         cluster.members.remove(old)
         cluster.save()
         reload_nginx(cluster)
+
+
+def heal(cluster: Cluster) -> list[Member]:
+    """Replace each instance whose TorchServe or proxy died by a new one (it applies the
+    state before it joins the balancer), as a Deployment replaces a lost pod; the new ones."""
+    replaced = []
+    for dead in [member for member in cluster.members if not alive(member)]:
+        kill_member(dead)  # what is left of it
+        successor = start_member(cluster)
+        cluster.members[cluster.members.index(dead)] = successor
+        replaced.append(successor)
+        cluster.save()
+        reload_nginx(cluster)
+    return replaced
 
 
 def stop_cluster(cluster: Cluster) -> None:

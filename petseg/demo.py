@@ -1,7 +1,8 @@
 """`petseg run` (`make run`): TorchServe with petseg plus the web app, until Ctrl-C stops both.
 
-Reuses a TorchServe that already serves petseg (`petseg serve`) and leaves it running;
-otherwise starts one and stops it, workers included, on Ctrl-C or SIGTERM. With --external it
+Reuses a TorchServe that already runs from --workdir (`petseg serve`) and leaves it running;
+otherwise starts one, applies the serving state to it (config/serving.json, or --state) and
+stops it, workers included, on Ctrl-C or SIGTERM. With --external it
 only serves the page, in front of the TorchServe that the PETSEG_* variables name (another
 host, a bench). The demo serves the proxy's metrics and status page on ``DEMO_METRICS_ADDRESS``
 unless PETSEG_METRICS_ADDRESS says otherwise; --external follows that variable alone (several
@@ -24,13 +25,15 @@ from flask import Flask
 
 from frontend_server import ENV_PREFIX, create_app
 from frontend_server.wsgi import make_server, raise_fd_limit
-from petseg.launcher import Instance, start, stop, wait_ready
+from petseg.launcher import Instance, bring_up, start, stop
+from petseg.reconcile import describe
+from petseg.state import STATE_FILE
 
 DEMO_METRICS_ADDRESS = "127.0.0.1:5001"
 
 
-def torchserve_ready(instance: Instance) -> bool:
-    return bool(instance.client().health().ready_workers)
+def torchserve_running(instance: Instance) -> bool:
+    return instance.client().health().reachable
 
 
 def web_settings(instance: Instance) -> dict[str, str]:
@@ -63,10 +66,12 @@ def run(args: argparse.Namespace, instance: Instance) -> int:
         if args.external:
             app = create_app()
         else:
-            if not torchserve_ready(instance):
+            if not torchserve_running(instance):
                 print("starting TorchServe ...", flush=True)
                 process = start(instance)
-                wait_ready(instance, process)
+                state_file = args.state or STATE_FILE
+                report = bring_up(instance, process, state_file, not args.read_only_state)
+                print("\n".join(describe(report)), flush=True)
             metrics = os.environ.get(f"{ENV_PREFIX}METRICS_ADDRESS", DEMO_METRICS_ADDRESS)
             app = create_app({**web_settings(instance), "METRICS_ADDRESS": metrics})
         failure = serve(app, args)

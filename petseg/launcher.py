@@ -22,7 +22,9 @@ from urllib.parse import urlsplit
 from xml.etree import ElementTree
 
 from handler.protocol import KEY_FILE_NAME, MODEL_NAME, Ports
-from torchserve_client import KeyFile, TorchServe
+from petseg.reconcile import apply_state, live_versions
+from petseg.state import for_archive, save
+from torchserve_client import KeyFile, ServingReport, TorchServe
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_TEMPLATE = ROOT / "config" / "config.properties"
@@ -95,12 +97,13 @@ class Instance:
 def running_instance(
     workdir: Path = DEFAULT_WORKDIR, model_store: Path = DEFAULT_STORE
 ) -> Instance:
-    """The instance started from ``workdir``, with the ports its rendered config holds (an
-    instance on other ports, e.g. a test's, is found by its folder alone)."""
+    """The instance started from ``workdir``, with the ports and the model store its rendered
+    config holds (an instance on other ports, e.g. a test's, is found by its folder alone)."""
     config = Path(workdir) / "config.properties"
     if not config.is_file():
         return Instance(Path(workdir), Path(model_store))
     settings = dict(line.split("=", 1) for line in config.read_text().splitlines() if "=" in line)
+    model_store = Path(settings.get("model_store", model_store))
     ports = Ports(
         inference=_port(settings["inference_address"]),
         management=_port(settings["management_address"]),
@@ -116,17 +119,15 @@ def _port(address: str) -> int:
     return int(address.rsplit(":", 1)[1])
 
 
-def render_config(
-    instance: Instance, load_models: str = DEFAULT_ARCHIVE, host: str = LOOPBACK
-) -> Path:
+def render_config(instance: Instance, host: str = LOOPBACK) -> Path:
     """config/config.properties with this instance's ports, paths and overrides filled in, in
-    its workdir; inference and metrics listen on ``host`` (management always on loopback)."""
+    its workdir; inference and metrics listen on ``host`` (management always on loopback).
+    TorchServe loads no model by itself: the serving state says what to register."""
     store = instance.model_store.resolve()
     values = {f"{name.upper()}_PORT": port for name, port in vars(instance.ports).items()}
     values.update(
         HOST=host,
         MODEL_STORE=store,
-        LOAD_MODELS=load_models,
         ALLOWED_URLS="file://" + re.escape(str(store)) + r"/[A-Za-z0-9_.-]+\.mar",
         METRICS_CONFIG=METRICS_CONFIG,
     )
@@ -165,30 +166,96 @@ def torchserve_command() -> str:
     return found
 
 
-def start(instance: Instance, load_models: str = DEFAULT_ARCHIVE) -> subprocess.Popen:
-    """Start TorchServe in the foreground of a new process session (stop with :func:`stop`)."""
-    config = render_config(instance, load_models)
+def start(
+    instance: Instance,
+    host: str = LOOPBACK,
+    log_config: Path = LOG_CONFIG,
+    own_session: bool = True,
+) -> subprocess.Popen:
+    """Start TorchServe, with no model yet (:func:`bring_up` applies the serving state), in
+    the foreground of a new process session (stop with :func:`stop`); ``own_session=False``
+    keeps it in ours, where a container's init signals the whole group, and lets it write to
+    our output."""
+    config = render_config(instance, host)
     instance.key_file.unlink(missing_ok=True)
+    ServingReport.remove(instance.workdir)
+    command = [
+        torchserve_command(),
+        "--start",
+        "--foreground",
+        "--ncs",
+        "--ts-config",
+        str(config),
+        "--log-config",
+        str(log_config),
+        "--model-store",
+        str(instance.model_store.resolve()),
+    ]
+    if not own_session:
+        return subprocess.Popen(command, cwd=instance.workdir, env=instance.env())
     with (instance.workdir / "torchserve.out").open("ab") as log:
         return subprocess.Popen(
-            [
-                torchserve_command(),
-                "--start",
-                "--foreground",
-                "--ncs",
-                "--ts-config",
-                str(config),
-                "--log-config",
-                str(LOG_CONFIG),
-                "--model-store",
-                str(instance.model_store.resolve()),
-            ],
+            command,
             cwd=instance.workdir,
             env=instance.env(),
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+
+
+def bring_up(
+    instance: Instance,
+    process: subprocess.Popen | None,
+    state_file: Path,
+    durable: bool = True,
+    timeout: float = 180,
+    every_worker: bool = False,
+) -> ServingReport:
+    """Once TorchServe answers, apply the serving state to it (its report makes the instance
+    ready), then wait until the default version has a READY worker (``every_worker``: all of
+    them); fail early if TorchServe exits."""
+    client = instance.client()
+    wait_until(
+        lambda: client.health().reachable,
+        process,
+        timeout,
+        f"TorchServe (see {instance.workdir})",
+        f"TorchServe did not answer; logs in {instance.workdir}/logs",
+        interval=0.5,
+    )
+    report = apply_state(client, state_file, instance.model_store, instance.workdir, durable)
+    if not live_versions(client):
+        raise NothingServed("; ".join(report.problems) or f"{state_file} declares no version")
+    wait_ready(instance, process, timeout, every_worker)
+    return report
+
+
+def serve_archive(
+    instance: Instance,
+    archive: str = DEFAULT_ARCHIVE,
+    timeout: float = 180,
+    every_worker: bool = False,
+) -> subprocess.Popen:
+    """TorchServe serving one archive of the store as the archive asks (a test's or the
+    bench's instance, never the user's state): its state file goes into the workdir."""
+    instance.workdir.mkdir(parents=True, exist_ok=True)
+    state_file = instance.workdir / "serving.json"
+    save(for_archive(instance.model_store, archive), state_file)
+    process = start(instance)
+    try:
+        bring_up(instance, process, state_file, timeout=timeout, every_worker=every_worker)
+    except BaseException:
+        stop(instance, process)
+        raise
+    return process
+
+
+class NothingServed(RuntimeError):
+    """No version of the serving state could be registered: the report names why."""
+
+    def __init__(self, problems: str) -> None:
+        super().__init__(f"nothing of the serving state could be served: {problems}")
 
 
 def wait_ready(

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from model_training.synth import generate
-from petseg.launcher import Instance, start, stop, unused_ports, wait_ready
+from petseg.launcher import Instance, serve_archive, stop, unused_ports
 from tests.support import traffic
 from tests.support.stack import Web, name_ports, running_web
 from tests.support.training import tiny_train_args, write_kaggle_layout
@@ -101,9 +101,8 @@ def server(model_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
     """A real TorchServe on free ports serving the tiny model, for the whole session."""
     instance = Instance(tmp_path_factory.mktemp("torchserve"), model_store, unused_ports())
     name_ports(instance)
-    process = start(instance)
+    process = serve_archive(instance, timeout=240)
     try:
-        wait_ready(instance, process, timeout=240)
         yield instance
     finally:
         stop(instance, process)

@@ -8,6 +8,7 @@ model code, so the web image carries no torch.
 from torchserve_client.client import Health, TorchServe, error_message
 from torchserve_client.errors import KeyFileError, TorchServeError, Unreachable
 from torchserve_client.keys import KeyFile
+from torchserve_client.report import ServingReport
 from torchserve_client.transport import Reply
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
     "KeyFile",
     "KeyFileError",
     "Reply",
+    "ServingReport",
     "TorchServe",
     "TorchServeError",
     "Unreachable",

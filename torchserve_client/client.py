@@ -24,6 +24,7 @@ from handler.protocol import (
 )
 from torchserve_client.errors import KeyFileError, TorchServeError, Unreachable
 from torchserve_client.keys import KeyFile
+from torchserve_client.report import ServingReport
 from torchserve_client.transport import Body, Connections, Reply
 
 INVALID_KEY = "InvalidKeyException"
@@ -37,12 +38,23 @@ USER_AGENT = "petseg-client"
 
 @dataclass(frozen=True)
 class Health:
-    """Whether TorchServe answers, and how many workers of the model are READY."""
+    """Whether TorchServe answers, how many workers of the model are READY, and what its start
+    made of the serving state (None: not applied yet)."""
 
     reachable: bool
     ready_workers: int
     workers: int
     detail: str
+    report: ServingReport | None = None
+
+    @property
+    def ready(self) -> bool:
+        """Ready for traffic: the serving state applied, and a worker of the default READY."""
+        return self.report is not None and self.ready_workers > 0
+
+    @property
+    def problems(self) -> list[str]:
+        return self.report.problems if self.report is not None else []
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -50,6 +62,8 @@ class Health:
             "ready_workers": self.ready_workers,
             "workers": self.workers,
             "detail": self.detail,
+            "serving_state": "applied" if self.report is not None else "not applied yet",
+            "problems": self.problems,
         }
 
 
@@ -184,14 +198,25 @@ class TorchServe:
         """Every version (or one) with its settings and workers."""
         return self.manage("GET", self._model_path(version or "all"))
 
-    def register(self, archive: str, workers: int = 1) -> dict[str, Any]:
-        """Load ``archive`` (a .mar file name in the model store) as a version of the model."""
+    def register(
+        self,
+        archive: str,
+        workers: int = 1,
+        batch_size: int | None = None,
+        max_batch_delay_ms: int | None = None,
+    ) -> dict[str, Any]:
+        """Load ``archive`` (a .mar file name in the model store) as a version of the model.
+        TorchServe 0.12 starts the archive's minWorkers instead of ``workers`` when its
+        model-config.yaml names some (petseg.reconcile scales afterwards); batch settings given
+        here replace the archive's."""
         return self.manage(
             "POST",
             "/models",
             url=archive,
             model_name=self.model,
             initial_workers=workers,
+            batch_size=batch_size,
+            max_batch_delay=max_batch_delay_ms,
             synchronous="true",
         )
 
@@ -232,17 +257,23 @@ class TorchServe:
     # -- health --------------------------------------------------------------------------------
     def health(self) -> Health:
         """Never raises: a TorchServe that is down or lacks the model is a state to report."""
+        report = ServingReport.read(self.keys.path.parent)
         try:
             response = self.call("management", "GET", self._model_path(), timeout=HEALTH_TIMEOUT_S)
         except (Unreachable, KeyFileError) as exc:
             return Health(False, 0, 0, exc.message)
         except TorchServeError as exc:
-            return Health(True, 0, 0, exc.message)
+            return Health(True, 0, 0, exc.message, report)
         if response.status_code != 200:
-            return Health(True, 0, 0, f"model {self.model!r}: HTTP {response.status_code}")
+            detail = f"model {self.model!r}: HTTP {response.status_code}"
+            return Health(True, 0, 0, detail, report)
         workers = [w for entry in response.json() for w in entry.get("workers", [])]
         ready = sum(w.get("status") == "READY" for w in workers)
-        return Health(True, ready, len(workers), "ready" if ready else "no ready worker")
+        if report is None:
+            detail = "serving state not applied yet"
+        else:
+            detail = "ready" if ready else "no ready worker"
+        return Health(True, ready, len(workers), detail, report)
 
 
 def error_message(response: Reply) -> str:

@@ -1,5 +1,6 @@
-"""Two instances (TorchServe + web proxy each) behind a real nginx: spread, fleet management,
-a rolling replacement with a new model version, and the loss of a whole instance, under load.
+"""Two instances (TorchServe + web proxy each) behind a real nginx, one serving state: spread,
+fleet management, a rolling replacement with a new model version, and the loss of a whole
+instance under load, then its replacement converging to the fleet's state.
 
 Every proof counts what clients saw and reads nginx's access log, which names the instance(s)
 each request went to. Figures are printed for the README, not asserted as timings.
@@ -19,6 +20,7 @@ import pytest
 import requests
 
 from petseg import cluster as fleet
+from petseg import state
 from petseg.archive import build_archive
 from petseg.launcher import free_ports
 from tests.support import images
@@ -60,7 +62,9 @@ def store(model_store, tiny_export, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def cluster(store, tmp_path_factory):
     root = tmp_path_factory.mktemp("cluster")
-    running = fleet.start_cluster(2, store, "petseg.mar", root=root, port=free_ports(1)[0])
+    state_file = root / "serving.json"
+    state.save(state.for_archive(store, "petseg.mar"), state_file)
+    running = fleet.start_cluster(2, store, state_file, root=root, port=free_ports(1)[0])
     try:
         yield running
     finally:
@@ -138,29 +142,40 @@ def test_requests_spread_over_both_instances(cluster):
     )
 
 
-def test_model_commands_act_on_every_instance(cluster):
+def served(member: fleet.Member) -> tuple[str, dict[str, int]]:
+    """What one instance serves: its default version and each version's workers."""
+    client = member.instance.client()
+    versions = {entry["modelVersion"]: len(entry["workers"]) for entry in client.describe()}
+    return client.default_version(), versions
+
+
+def test_model_commands_act_on_every_instance_and_the_shared_state(cluster):
     listing = Path(cluster.root) / fleet.INSTANCES_FILE
-    everywhere = ("--instances", str(listing), "--model-store", cluster.store)
+    everywhere = ("--instances", str(listing))  # the state: the one the instances applied
     done = petseg(*everywhere, "models", "register", "petseg-next.mar", "--workers", "1")
     assert done.returncode == 0, done.stderr
-    assert done.stdout.count("== ") == 2
+    assert state.load(Path(cluster.state)).versions[NEXT_VERSION].workers == 1
     assert petseg(*everywhere, "models", "set-default", NEXT_VERSION).returncode == 0
+    assert all(served(m) == (NEXT_VERSION, {"1.0": 2, NEXT_VERSION: 1}) for m in cluster.members)
     assert {a.version for a in load(cluster.url, 20, 4)} == {NEXT_VERSION}
     described = petseg(*everywhere, "models", "describe")
     assert described.stdout.count(f'"modelVersion": "{NEXT_VERSION}"') == 2
     assert petseg(*everywhere, "models", "set-default", "1.0").returncode == 0
     assert petseg(*everywhere, "models", "unregister", NEXT_VERSION).returncode == 0
     assert {a.version for a in load(cluster.url, 20, 4)} == {"1.0"}
+    assert state.load(Path(cluster.state)) == state.for_archive(Path(cluster.store), "petseg.mar")
 
 
 def test_a_rolling_replacement_with_a_new_version_loses_no_request(cluster):
+    """The state changed by hand (a reviewed edit), then rolled out, as on Kubernetes."""
     before = {address(member) for member in cluster.members}
+    state.save(state.for_archive(Path(cluster.store), "petseg-next.mar"), Path(cluster.state))
     rolled = threading.Event()
     with ThreadPoolExecutor(1) as background:
         running = background.submit(load, cluster.url, 300, 16, rolled)
         time.sleep(1)
         try:
-            fleet.roll(cluster, "petseg-next.mar")
+            fleet.roll(cluster)
         finally:
             rolled.set()
         answers = running.result()
@@ -201,6 +216,20 @@ def test_losing_a_whole_instance_loses_no_request(cluster):
     done = petseg("--instances", str(Path(cluster.root) / fleet.INSTANCES_FILE), "models", "list")
     assert done.returncode == 2 and done.stdout.count("== ") == 2
     assert "not reachable" in done.stderr and done.stderr.count("\n") == 1
+
+
+def test_a_replaced_instance_comes_up_with_the_fleets_state_before_it_takes_traffic(cluster):
+    """After the kill above: the dead instance is replaced (as a Deployment replaces a lost
+    pod); the new one serves the state the roll left (2.0 only), nothing of the start's."""
+    assert not all(fleet.alive(member) for member in cluster.members)
+    (new,) = fleet.heal(cluster)
+    assert all(fleet.alive(member) for member in cluster.members)
+    assert served(new) == (NEXT_VERSION, {NEXT_VERSION: 2})
+    assert all(served(member) == served(new) for member in cluster.members)
+    started = time.time()
+    answers = load(cluster.url, 64)
+    assert {(a.status, a.version) for a in answers} == {(200, NEXT_VERSION)}
+    assert address(new) in {hop.tried[-1] for hop in hops(cluster, started)}, "no traffic"
 
 
 def throughput(url: str, total: int = 96) -> float:

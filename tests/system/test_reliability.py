@@ -14,7 +14,7 @@ import psutil
 import pytest
 import requests
 
-from petseg.launcher import Instance, start, stop, unused_ports, wait_ready
+from petseg.launcher import Instance, serve_archive, stop, unused_ports
 from tests.support import images
 from tests.support.stack import name_ports, running_web, scraped
 
@@ -24,9 +24,8 @@ def stack(model_store, tmp_path_factory):
     """TorchServe and the proxy, private to this module so faults disturb no other test."""
     instance = Instance(tmp_path_factory.mktemp("ts-faults"), model_store, unused_ports())
     name_ports(instance)
-    state = {"instance": instance, "process": start(instance)}
+    state = {"instance": instance, "process": serve_archive(instance, timeout=240)}
     try:
-        wait_ready(instance, state["process"], timeout=240)
         with running_web(instance, threads=24, TIMEOUT_S=30.0) as web:
             state["url"], state["operator"] = web.url, web.operator_url
             yield state
@@ -151,8 +150,7 @@ def test_torchserve_down_gives_503_and_the_proxy_recovers_by_itself(stack):
     assert scraped(stack["operator"], "petseg_torchserve_up") == 0
     assert scraped(stack["operator"], "petseg_proxy_uploads_total", outcome="torchserve_down")
 
-    stack["process"] = start(instance)
-    wait_ready(instance, stack["process"], timeout=240)
+    stack["process"] = serve_archive(instance, timeout=240)
     assert requests.get(f"{stack['url']}/api/health", timeout=10).status_code == 200
     assert post(stack["url"], images.jpeg()).status_code == 200
     assert scraped(stack["operator"], "petseg_torchserve_up") == 1
@@ -165,9 +163,8 @@ def small_queue(model_store, tmp_path_factory):
     ports = unused_ports()
     instance = Instance(workdir, model_store, ports, overrides={"job_queue_size": "2"})
     name_ports(instance)
-    process = start(instance)
+    process = serve_archive(instance, timeout=240)
     try:
-        wait_ready(instance, process, timeout=240)
         with running_web(instance, threads=48) as web:
             yield instance, web
     finally:

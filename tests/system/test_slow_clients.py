@@ -32,6 +32,7 @@ from petseg import cli, demo
 from petseg.demo import external_command, web_environment
 from petseg.launcher import ROOT, Instance, free_ports, unused_ports
 from tests.support import images, traffic
+from torchserve_client import ServingReport
 
 UPLOAD = images.jpeg(160, 120)
 OVER_LIMIT = wsgi.CONNECTION_LIMIT + 200
@@ -459,9 +460,9 @@ def test_the_launcher_reports_a_dead_web_server_and_stops_torchserve(monkeypatch
     def broken_accept(self: wsgi.Server) -> None:
         raise RuntimeError("the listener broke")
 
-    monkeypatch.setattr(demo, "torchserve_ready", lambda instance: False)
+    monkeypatch.setattr(demo, "torchserve_running", lambda instance: False)
     monkeypatch.setattr(demo, "start", lambda instance: stand_in)
-    monkeypatch.setattr(demo, "wait_ready", lambda instance, process: None)
+    monkeypatch.setattr(demo, "bring_up", lambda *args: ServingReport("serving.json", True))
     monkeypatch.setattr(demo, "stop", stop)
     monkeypatch.setattr(wsgi.Server, "handle_accept", broken_accept)
     port = free_ports(1)[0]

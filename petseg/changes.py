@@ -1,0 +1,122 @@
+"""`petseg models register|scale|set-default|unregister|apply`: the running instance(s) and the
+serving state, changed together.
+
+A change goes to the first instance's TorchServe first; only once it accepted is the state
+file written (nothing TorchServe refused ever reaches it), under the state's lock and by an
+atomic replace (petseg.state). Then every instance is brought to the new state (for a fleet,
+the change reaches the others that way; each gets a fresh report).
+
+Where the deployment declares the state (a pod's ConfigMap, a container image: the instance's
+start recorded it as read-only), a change holds for that instance only until it restarts, and
+the command says so and how to make it durable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from petseg import reconcile, state
+from petseg.launcher import Instance
+from petseg.state import STATE_FILE, ServingState, VersionSpec
+from torchserve_client import ServingReport
+
+DURABLE_ON_KUBERNETES = (
+    "to keep it, change config/serving.json and roll it out "
+    "(kubectl apply -k deploy/k8s/overlays/<cpu|gpu>: the ConfigMap's new hash rolls the pods)"
+)
+
+
+def wanted(args: argparse.Namespace, declared: ServingState, store: Path) -> ServingState:
+    """The state after the command: checked before TorchServe is asked."""
+    if args.action == "register":
+        version = state.archive_version(store, args.archive)
+        return declared.registered(version, VersionSpec(args.archive, args.workers))
+    if args.action == "scale":
+        return declared.scaled(args.version or declared.default, args.workers)
+    if args.action == "set-default":
+        return declared.with_default(args.version)
+    return declared.unregistered(args.version)
+
+
+def change_live(args: argparse.Namespace, instance: Instance) -> Any:
+    """The command's call(s) to one TorchServe: its answer, or a TorchServeError."""
+    client = instance.client(timeout=args.timeout)
+    if args.action == "register":
+        version = state.archive_version(instance.model_store, args.archive)
+        spec = VersionSpec(args.archive, args.workers)
+        return reconcile.register(client, instance.model_store, version, spec)
+    if args.action == "scale":
+        return client.scale(args.workers, args.version)
+    if args.action == "set-default":
+        return client.set_default(args.version)
+    return client.unregister(args.version)
+
+
+def state_of(instance: Instance, chosen: Path | None) -> tuple[Path, bool]:
+    """The state file a change goes to and whether it may be written: the one ``chosen``
+    (--state), else the one the instance's start applied, else config/serving.json."""
+    report = ServingReport.read(instance.workdir)
+    if chosen is not None:
+        return chosen, report is None or report.durable
+    if report is not None:
+        return Path(report.state), report.durable
+    return STATE_FILE, True
+
+
+def command(args: argparse.Namespace, members: list[Instance], show: Any) -> int:
+    """Run the change (or `apply`) against ``members``; exit status 2 if one failed."""
+    state_file, durable = state_of(members[0], args.state)
+    if args.action == "apply":
+        return bring_all(members, state_file, durable)
+    if not durable or args.read_only_state:
+        return change_here_only(args, members, state_file, show)
+    with state.locked(state_file):
+        declared = state.load(state_file)
+        after = wanted(args, declared, members[0].model_store)
+        show(change_live(args, members[0]))
+        state.save(after, state_file)
+    print(f"serving state {state_file}: {summary(after)}", flush=True)
+    return bring_all(members, state_file, durable=True)
+
+
+def bring_all(members: list[Instance], state_file: Path, durable: bool) -> int:
+    """Apply the state to every member, each report rewritten; exit 2 if any is left short."""
+    failed = 0
+    for member in members:
+        report = reconcile.apply_state(
+            member.client(), state_file, member.model_store, member.workdir, durable
+        )
+        for line in reconcile.describe(report)[1:]:
+            print(f"{member.workdir}: {line.strip()}", flush=True)
+        failed += bool(report.problems)
+    return 2 if failed else 0
+
+
+def change_here_only(
+    args: argparse.Namespace, members: list[Instance], state_file: Path, show: Any
+) -> int:
+    """A change the state cannot take: made live, noted in each instance's report."""
+    words = " ".join(str(part) for part in args.words)
+    for member in members:
+        show(change_live(args, member))
+        report = ServingReport.read(member.workdir)
+        if report is not None:
+            replace(report, live_changes=[*report.live_changes, words]).write(member.workdir)
+    print(
+        f"petseg: note: '{words}' changed the running instance only, until it restarts: its "
+        f"serving state ({state_file}) is declared by the deployment; {DURABLE_ON_KUBERNETES}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def summary(declared: ServingState) -> str:
+    versions = ", ".join(
+        f"{v} ({spec.archive}, {spec.workers if spec.workers is not None else 'its'} workers)"
+        for v, spec in sorted(declared.versions.items())
+    )
+    return f"default {declared.default}; versions {versions or 'none'}"

@@ -1,0 +1,77 @@
+"""`petseg serve --foreground`: a container's main process (the model-server image, the pod).
+
+It starts TorchServe in its own process group, applies the serving state, and then waits for
+TorchServe to end. The container's init (tini -g) sends SIGTERM to the whole group: TorchServe
+stops its workers, and this process, once TorchServe is gone, ends by the same signal, so the
+container's exit status says "stopped by SIGTERM" as it did when TorchServe was the command.
+
+What the state could not serve is printed (the container's log) and named by `petseg status`,
+the probes' command; TorchServe keeps running either way: a pod that serves part of its state
+stays up, and one that can serve nothing stays unready instead of restarting in a loop. Only a
+state file that cannot be read at all ends the container: that is a broken deployment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from petseg import launcher, reconcile
+from torchserve_client import TorchServeError
+
+
+class Terminated(Exception):
+    """SIGTERM arrived: the container is being stopped."""
+
+
+def serve(
+    args: argparse.Namespace, instance: launcher.Instance, state_file: Path, durable: bool
+) -> int:
+    log_config = launcher.LOG_CONFIG
+    if args.logs == "stdout":
+        log_config = launcher.render_log_config(instance.workdir)
+    process = launcher.start(instance, args.host, log_config, own_session=False)
+
+    def terminate(signum: int, frame: object) -> None:
+        raise Terminated
+
+    signal.signal(signal.SIGTERM, terminate)
+    try:
+        bring_up(instance, process, state_file, durable, args.timeout)
+        return process.wait()
+    except Terminated:
+        return stopped_by_sigterm(process)
+    except BaseException:
+        process.terminate()
+        process.wait()
+        raise
+
+
+def bring_up(
+    instance: launcher.Instance,
+    process: subprocess.Popen,
+    state_file: Path,
+    durable: bool,
+    timeout: float,
+) -> None:
+    """Apply the state and say how it went; only an unreadable state file raises."""
+    try:
+        report = launcher.bring_up(instance, process, state_file, durable, timeout)
+        print("\n".join(reconcile.describe(report)), flush=True)
+    except (launcher.NothingServed, TimeoutError, TorchServeError) as exc:
+        print(f"petseg: not ready: {exc} (TorchServe keeps running)", file=sys.stderr, flush=True)
+
+
+def stopped_by_sigterm(process: subprocess.Popen) -> int:
+    """Wait for TorchServe (which got the same SIGTERM from the container's init), then end
+    by SIGTERM ourselves."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    process.terminate()
+    process.wait()
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
+    return 128 + signal.SIGTERM  # not reached
