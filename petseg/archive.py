@@ -91,26 +91,33 @@ def stage_archives(
     """Copy each archive ``declared`` names from ``source`` into ``store``, with ``config`` as
     its model-config.yaml when given: a pod's ConfigMap then sets workers, batching and the
     handler's limits without a new image (TorchServe and the handler read them from the archive
-    only). An archive missing from ``source`` is left for the serving state's report to name."""
+    only). An archive that is missing, or not one, is left for the serving state's report to
+    name: the start goes on with the others."""
     store.mkdir(parents=True, exist_ok=True)
     for spec in declared.versions.values():
-        original = source / spec.archive
-        if not original.is_file():
-            continue
-        if config is None:
-            shutil.copyfile(original, store / spec.archive)
-        else:
-            with_model_config(original, store / spec.archive, config)
+        if (source / spec.archive).is_file():
+            stage_one(source / spec.archive, store / spec.archive, config)
+
+
+def stage_one(original: Path, copy: Path, config: Path | None) -> None:
+    if config is not None:
+        try:
+            with_model_config(original, copy, config)
+            return
+        except (ValueError, zipfile.BadZipFile):
+            pass  # not an archive to open: copied as it is, for the report to name
+    shutil.copyfile(original, copy)
 
 
 def with_model_config(original: Path, copy: Path, config: Path) -> None:
     """``original`` written to ``copy`` with ``config`` in place of its model-config.yaml."""
-    with zipfile.ZipFile(original) as source, zipfile.ZipFile(copy, "w") as target:
+    with zipfile.ZipFile(original) as source:
         if MODEL_CONFIG.name not in source.namelist():
             raise ValueError(f"{original} holds no {MODEL_CONFIG.name} to replace")
-        for item in source.infolist():
-            if item.filename == MODEL_CONFIG.name:
-                target.write(config, MODEL_CONFIG.name)
-            else:
+        with zipfile.ZipFile(copy, "w") as target:
+            for item in source.infolist():
+                if item.filename == MODEL_CONFIG.name:
+                    target.write(config, MODEL_CONFIG.name)
+                    continue
                 with source.open(item) as member, target.open(item, "w") as out:
                     shutil.copyfileobj(member, out)

@@ -1,9 +1,11 @@
 """`petseg serve --foreground`: a container's main process (the model-server image, the pod).
 
-It starts TorchServe in its own process group, applies the serving state, and then waits for
-TorchServe to end. The container's init (tini -g) sends SIGTERM to the whole group: TorchServe
-stops its workers, and this process, once TorchServe is gone, ends by the same signal, so the
-container's exit status says "stopped by SIGTERM" as it did when TorchServe was the command.
+It starts TorchServe in its own process group (unpacked archives and any log files under the
+system's temporary folder: the workdir holds keys, config and report only), applies the serving
+state, and then waits for TorchServe to end. The container's init (tini -g) sends SIGTERM to the
+whole group: TorchServe stops its workers, and this process, once TorchServe is gone, ends by
+the same signal, so the container's exit status says "stopped by SIGTERM" as it did when
+TorchServe was the command.
 
 What the state could not serve is printed (the container's log) and named by `petseg status`,
 the probes' command; TorchServe keeps running either way: a pod that serves part of its state
@@ -18,6 +20,8 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 from petseg import launcher, reconcile
@@ -31,9 +35,11 @@ class Terminated(Exception):
 def serve(
     args: argparse.Namespace, instance: launcher.Instance, state_file: Path, durable: bool
 ) -> int:
+    instance.workdir.mkdir(parents=True, exist_ok=True)
     log_config = launcher.LOG_CONFIG
     if args.logs == "stdout":
         log_config = launcher.render_log_config(instance.workdir)
+    instance = replace(instance, scratch=Path(tempfile.gettempdir()) / "petseg")
     process = launcher.start(instance, args.host, log_config, own_session=False)
 
     def terminate(signum: int, frame: object) -> None:

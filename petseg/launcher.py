@@ -63,6 +63,9 @@ class Instance:
     ports: Ports = field(default_factory=Ports)
     overrides: dict[str, str] = field(default_factory=dict)
     """config.properties settings replaced for this instance only (a test's tiny job queue)."""
+    scratch: Path | None = None
+    """Where TorchServe unpacks archives and writes logs: the workdir unless named (a
+    container's /tmp, where its workdir is a small in-memory volume for the keys)."""
 
     @property
     def key_file(self) -> Path:
@@ -81,16 +84,17 @@ class Instance:
         )
 
     def env(self) -> dict[str, str]:
-        """TorchServe's environment: its own TMPDIR and logs, and no PYTHONPATH, so workers
-        import only what the archive carries and what is installed."""
-        tmp = self.workdir / "tmp"
+        """TorchServe's environment: its own TMPDIR and logs (in ``scratch``), and no
+        PYTHONPATH, so workers import only what the archive carries and what is installed."""
+        scratch = self.scratch or self.workdir
+        tmp = scratch / "tmp"
         tmp.mkdir(parents=True, exist_ok=True)
         env = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
         return {
             **env,
             "TMPDIR": str(tmp),
-            "LOG_LOCATION": str(self.workdir / "logs"),
-            "METRICS_LOCATION": str(self.workdir / "logs"),
+            "LOG_LOCATION": str(scratch / "logs"),
+            "METRICS_LOCATION": str(scratch / "logs"),
         }
 
 

@@ -6,12 +6,8 @@ proved here (README "Deploying on Kubernetes").
 
 from __future__ import annotations
 
-import functools
-import os
 import re
 import shutil
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
@@ -19,8 +15,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
-K8S = ROOT / "deploy" / "k8s"
+from tests.support.manifests import K8S, ROOT, containers, kustomize, only, pod_spec
+
 OVERLAYS = ("cpu", "gpu")
 COMPONENTS = tuple(sorted(path.name for path in (K8S / "components").iterdir()))
 TARGETS = (*OVERLAYS, *(f"{name}+components" for name in OVERLAYS))
@@ -42,30 +38,6 @@ WRITABLE = {
 (deploy/k8s/podman-play.sh)."""
 
 
-@functools.cache
-def kubectl() -> str:
-    """$KUBECTL, the venv's (`make kubectl`), or the machine's, if its kustomize is v5."""
-    beside = Path(sys.executable).parent / "kubectl"
-    found = os.environ.get("KUBECTL") or (str(beside) if beside.exists() else None)
-    found = found or shutil.which("kubectl")
-    if found:
-        version = subprocess.run([found, "version", "--client"], capture_output=True, text=True)
-        if "Kustomize Version: v5" in version.stdout:
-            return found
-    pytest.fail("no kubectl with kustomize v5: run `make kubectl`")
-
-
-def kustomize(folder: Path) -> list[dict]:
-    result = subprocess.run(
-        [kubectl(), "kustomize", "--load-restrictor", "LoadRestrictionsNone", str(folder)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
-
-
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict]]:
     targets = {name: kustomize(K8S / "overlays" / name) for name in OVERLAYS}
@@ -80,19 +52,6 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict]]:
         path.write_text(yaml.safe_dump(kustomization))
         targets[f"{name}+components"] = kustomize(path.parent)
     return targets
-
-
-def only(objects: list[dict], kind: str) -> dict:
-    [found] = [obj for obj in objects if obj["kind"] == kind]
-    return found
-
-
-def pod_spec(objects: list[dict]) -> dict:
-    return only(objects, "Deployment")["spec"]["template"]["spec"]
-
-
-def containers(objects: list[dict]) -> dict[str, dict]:
-    return {c["name"]: c for c in pod_spec(objects)["containers"]}
 
 
 def container_ports(objects: list[dict]) -> dict[str, int]:
@@ -304,26 +263,39 @@ def test_gpu_count_follows_the_gpu_limit(rendered, target: str) -> None:
     assert env["PETSEG_NUMBER_OF_GPU"] == gpus == ("1" if target.startswith("gpu") else "0")
 
 
-def test_the_pod_puts_model_config_into_its_archive(rendered, tmp_path: Path) -> None:
-    """The archive-copy step of the model server's start script, run here on a small archive:
-    model-config.yaml replaced, everything else as it was; an archive without one refused."""
-    script = containers(rendered["cpu"])["model-server"]["args"][2]
-    program = re.search(r"<<'PY'\n(.*?)\nPY\n", script, re.S).group(1)
+@pytest.mark.parametrize("target", TARGETS)
+def test_the_pod_applies_the_serving_state_of_its_config_map(rendered, target: str) -> None:
+    """The model server starts with `petseg serve --foreground` (tests/integration/test_pod_start
+    runs this command line): the state it applies is config/serving.json from the ConfigMap,
+    mounted where the image's petseg looks, and read-only: the deployment declares it."""
+    server = containers(rendered[target])["model-server"]
+    assert "command" not in server, "the image's entrypoint (tini -g) must stay"
+    args = server["args"]
+    assert args[0] == "petseg" and args[args.index("serve") + 1] == "--foreground"
+    assert "--read-only-state" in args[: args.index("serve")]
+    assert "--model-config=/opt/petseg/app/config/model-config.yaml" in args
+    assert "--set=number_of_gpu=$(PETSEG_NUMBER_OF_GPU)" in args
+    mounts = {m["name"]: m["mountPath"] for m in server["volumeMounts"]}
+    assert mounts["config"] == "/opt/petseg/app/config"  # the image's ROOT/config: STATE_FILE
+    config_map = only(rendered[target], "ConfigMap")["data"]
+    assert config_map["serving.json"] == (ROOT / "config" / "serving.json").read_text()
+
+
+def test_an_archive_copy_takes_the_config_maps_model_config(tmp_path: Path) -> None:
+    """What --archives-from/--model-config do to each archive: model-config.yaml replaced,
+    everything else as it was; an archive without one refused."""
+    from petseg.archive import with_model_config
+
     image_archive, config = tmp_path / "image.mar", tmp_path / "model-config.yaml"
     with zipfile.ZipFile(image_archive, "w") as archive:
         archive.writestr("weights.pt", b"\0" * 1000)
         archive.writestr("model-config.yaml", "batchSize: 8\n")
     config.write_text("batchSize: 4\n")
-
-    def run(source: Path) -> subprocess.CompletedProcess:
-        argv = [sys.executable, "-c", program, str(source), str(tmp_path / "out.mar"), str(config)]
-        return subprocess.run(argv, capture_output=True, text=True, timeout=30)
-
-    assert run(image_archive).returncode == 0
+    with_model_config(image_archive, tmp_path / "out.mar", config)
     with zipfile.ZipFile(tmp_path / "out.mar") as copy:
         assert copy.read("model-config.yaml") == b"batchSize: 4\n"
         assert copy.read("weights.pt") == b"\0" * 1000
     with zipfile.ZipFile(tmp_path / "bare.mar", "w") as archive:
         archive.writestr("weights.pt", b"")
-    refused = run(tmp_path / "bare.mar")
-    assert refused.returncode != 0 and "no model-config.yaml" in refused.stderr
+    with pytest.raises(ValueError, match=r"no model-config\.yaml"):
+        with_model_config(tmp_path / "bare.mar", tmp_path / "out2.mar", config)
