@@ -16,6 +16,7 @@ from flask import Flask, Response, render_template, request
 from prometheus_client.exposition import choose_encoder
 from waitress.server import BaseWSGIServer, create_server
 
+from frontend_server import security
 from frontend_server.metrics import ProxyMetrics
 from frontend_server.status import StatusWindow
 
@@ -29,6 +30,7 @@ REFRESH_S = 5
 def operator_app(metrics: ProxyMetrics) -> Flask:
     """A small app over the public app's metrics: the two routes and nothing else."""
     app = Flask(__name__)
+    security.register(app)
     window = StatusWindow(metrics)
 
     @app.get("/metrics")
