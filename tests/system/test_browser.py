@@ -3,7 +3,8 @@
 Each state of the page (before any upload, uploading, a result, an error, two versions compared
 or not, a narrow window) is checked for what it shows and for what it must not show: a panel
 that CSS displays despite its ``hidden`` attribute is a failure, and so is any image on screen
-that has not loaded. Each state leaves a screenshot in logs/screenshots/.
+that has not loaded. In every state the browser must report no Content-Security-Policy
+violation. Each state leaves a screenshot in logs/screenshots/.
 """
 
 from __future__ import annotations
@@ -46,6 +47,16 @@ PANELS = (
 CARD = {"model-card", "synthetic-notice", "drop"}
 """What the page shows before any upload when TorchServe serves one (synthetic) version."""
 RESULT = CARD | {"results", "stats"}
+
+CSP_LISTENER = """
+window.cspViolations = [];
+document.addEventListener("securitypolicyviolation", (event) => {
+  window.cspViolations.push(
+    `${event.violatedDirective} blocked ${event.blockedURI || "inline"}`
+    + ` at ${event.sourceFile}:${event.lineNumber}`);
+}, true);
+"""
+"""Runs in every document before the page's own code (Page.addScriptToEvaluateOnNewDocument)."""
 
 PAGE_STATE = """
 const shown = (el) => {
@@ -109,6 +120,7 @@ def browser(tmp_path_factory):
     os.environ["SE_OFFLINE"] = "true"
     options = webdriver.ChromeOptions()
     options.binary_location = shutil.which("chromium")
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     for flag in (
         "--headless",
         "--no-sandbox",
@@ -125,6 +137,7 @@ def browser(tmp_path_factory):
     ):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": CSP_LISTENER})
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     yield driver
     driver.quit()
@@ -177,11 +190,33 @@ def wait_for_image(driver, element_id: str, size: tuple[int, int]) -> None:
     )
 
 
+def csp_violations(driver) -> list[str]:
+    """What the browser reported against the Content-Security-Policy since the last call: the
+    page's ``securitypolicyviolation`` events and the console's messages."""
+    caught = driver.execute_script(
+        "return window.cspViolations ? window.cspViolations.splice(0) : ['no CSP listener'];"
+    )
+    logged = [
+        entry["message"]
+        for entry in driver.get_log("browser")
+        if "Content Security Policy" in entry["message"]
+    ]
+    return caught + logged
+
+
+@pytest.fixture(autouse=True)
+def no_csp_violation_left(browser) -> Iterator[None]:
+    """A violation no state check read (one after a test's last check, or in a test that
+    failed before it) fails the test that caused it, not the next one."""
+    yield
+    assert csp_violations(browser) == []
+
+
 def expect_page(driver, state: str, shown: set[str], status: str = "") -> None:
     """Assert that the page shows exactly the ``shown`` panels of ``PANELS`` (each of the
     others is hidden), that every image on screen has loaded, that the status line reads
-    ``status`` (uploading: the controls are disabled). The screenshot
-    ``state``.png is saved first, to look at when an assertion fails."""
+    ``status`` (uploading: the controls are disabled) and that the browser reported no CSP
+    violation. The screenshot ``state``.png is saved first, to look at when an assertion fails."""
     assert shown <= set(PANELS), shown - set(PANELS)
     driver.save_screenshot(str(SCREENSHOTS / f"{state}.png"))
     page = driver.execute_script(PAGE_STATE, PANELS)
@@ -189,6 +224,7 @@ def expect_page(driver, state: str, shown: set[str], status: str = "") -> None:
     assert page["unloaded"] == [], f"{state}: images on screen without a picture"
     assert page["status"] == status, state
     assert page["disabled"] == bool(status), f"{state}: controls disabled while uploading only"
+    assert csp_violations(driver) == [], state
 
 
 def test_before_any_upload_the_page_offers_the_upload_and_the_model_card(browser, page_url):
@@ -213,6 +249,8 @@ def test_while_uploading_only_the_progress_shows(browser, page_url, tmp_path):
 
 
 def test_a_result_shows_the_image_mask_overlay_and_figures(browser, page_url):
+    from selenium.webdriver.common.keys import Keys
+
     open_page(browser, page_url)
     upload(browser, CAT)
     for image in ("original", "mask", "overlay-base", "overlay-mask"):
@@ -224,6 +262,10 @@ def test_a_result_shows_the_image_mask_overlay_and_figures(browser, page_url):
     assert browser.find_element("id", "latency").text.endswith(" ms")
     with window_size(browser, 1280, 1150):  # tall enough for the figures and the footer
         browser.save_screenshot(str(README_SCREENSHOT))
+    browser.find_element("id", "opacity").send_keys(Keys.END)  # the script styles the overlay
+    opacity = "return getComputedStyle(document.getElementById('overlay-mask')).opacity"
+    assert browser.execute_script(opacity) == "1"
+    expect_page(browser, "result-opaque", RESULT)
 
 
 def test_a_non_image_after_a_result_shows_only_the_error(browser, page_url, tmp_path):
@@ -278,6 +320,9 @@ def test_the_status_page_shows_live_figures_for_operators(browser, web):
     assert float(figure["uploads-per-minute"]) > 0 and figure["p95"].endswith(" ms")
     assert figure["torchserve"] == "up" and figure["versions"] == "1.0"
     assert int(figure["ready-workers"].split(" of ")[0]) >= 1
+    layout = "return getComputedStyle(document.querySelector('dl')).display"
+    assert browser.execute_script(layout) == "grid"  # its stylesheet applies
+    assert csp_violations(browser) == []
     with window_size(browser, 640, 480):
         browser.save_screenshot(str(SCREENSHOTS / "status.png"))
 
