@@ -10,7 +10,7 @@ from typing import Any
 
 from flask import Flask
 
-from frontend_server import api, errors, observe, pages
+from frontend_server import api, errors, observe, pages, security
 from frontend_server.metrics import ProxyMetrics
 from frontend_server.upstream import client_from_config
 from handler.protocol import KEY_FILE_NAME, MODEL_NAME, Ports
@@ -56,4 +56,5 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(pages.bp)
     app.register_blueprint(api.bp)
     errors.register(app)
+    security.register(app)
     return app

@@ -18,6 +18,7 @@ from flask import Flask, Response, render_template, request
 from prometheus_client.exposition import choose_encoder
 from waitress.server import BaseWSGIServer, create_server
 
+from frontend_server import security
 from frontend_server.metrics import ProxyMetrics
 from frontend_server.status import StatusWindow
 from torchserve_client import ServingReport
@@ -33,6 +34,7 @@ def operator_app(metrics: ProxyMetrics, report_folder: Path) -> Flask:
     """A small app over the public app's metrics and TorchServe's serving report (in
     ``report_folder``, beside its key file): the two routes and nothing else."""
     app = Flask(__name__)
+    security.register(app)
     window = StatusWindow(metrics)
 
     @app.get("/metrics")

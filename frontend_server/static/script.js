@@ -7,6 +7,10 @@ const drop = $("drop"), fileInput = $("file"), statusLine = $("status"), errorBo
 let busy = false;
 let card = null;      // GET /api/model: the default version's card and the versions there are
 let lastFile = null;  // the upload the download links and the comparison refer to
+let originalUrl = null;  // lastFile's blob: URL, shown as the original and under the overlay
+// What an upload shows; a new upload hides them, so that neither its progress nor its error
+// sits beside the figures of an earlier image.
+const RESULT_PANELS = ["results", "stats", "comparison", "agreement"];
 
 function setBusy(on, text) {
   busy = on;
@@ -24,8 +28,14 @@ function dataUrl(base64, type) {
   return `data:${type};base64,${base64}`;
 }
 
+function hideResults() {
+  RESULT_PANELS.forEach((id) => { $(id).hidden = true; });
+}
+
 function showResult(file, result, millis) {
-  const original = URL.createObjectURL(file);
+  if (originalUrl) URL.revokeObjectURL(originalUrl);
+  const original = originalUrl = URL.createObjectURL(file);
+  lastFile = file;
   const mask = dataUrl(result.mask_png, "image/png");
   $("original").src = original;
   $("overlay-base").src = original;
@@ -59,8 +69,8 @@ async function post(file, query) {
 async function segment(file) {
   if (busy || !file) return;
   showError("");
+  hideResults();
   setBusy(true, `Segmenting ${file.name || "image"}…`);
-  lastFile = file;
   const other = $("compare-version").value;
   const started = performance.now();
   try {
@@ -69,7 +79,6 @@ async function segment(file) {
       other ? post(file, `?version=${encodeURIComponent(other)}`).then((r) => r.json()) : null,
     ]);
     showResult(file, main, performance.now() - started);
-    $("comparison").hidden = $("agreement").hidden = !compared;
     if (compared) await showComparison(main, compared);
   } catch (err) {
     showError(err instanceof ApiError ? err.message : `The server could not be reached: ${err.message}`);
@@ -173,6 +182,7 @@ async function showComparison(a, b) {
       Object.assign(document.createElement("dd"), { textContent: iou, id: `iou-${c.name}` }));
     return box;
   }));
+  $("comparison").hidden = $("agreement").hidden = false;
 }
 
 fileInput.addEventListener("change", () => segment(fileInput.files[0]));

@@ -10,6 +10,23 @@ from flask import Flask
 
 from petseg.launcher import free_ports
 
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+"""What every answer of the web app and of its operators' listener must carry, spelt out here
+rather than read from frontend_server.security, so that a weakened policy fails the tests."""
+
+
+def security_headers(response) -> dict[str, str | None]:
+    """``response``'s values of the ``SECURITY_HEADERS`` (None for a missing one)."""
+    return {name: response.headers.get(name) for name in SECURITY_HEADERS}
+
 
 def offline_config(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
     """Settings of an app whose TorchServe is down: nothing listens, no key file."""

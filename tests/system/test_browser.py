@@ -1,9 +1,18 @@
-"""The page in a real headless Chromium, against the real proxy and TorchServe."""
+"""The page in a real headless Chromium, against the real proxy and TorchServe.
+
+Each state of the page (before any upload, uploading, a result, an error, two versions compared
+or not, a narrow window) is checked for what it shows and for what it must not show: a panel
+that CSS displays despite its ``hidden`` attribute is a failure, and so is any image on screen
+that has not loaded. In every state the browser must report no Content-Security-Policy
+violation. Each state leaves a screenshot in logs/screenshots/.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,13 +20,94 @@ import requests
 
 from petseg.archive import build_archive
 from tests.support import images
+from tests.support.stack import running_web
+from tests.support.web import offline_config
 
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "logs" / "screenshots"
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = ROOT / "logs" / "screenshots"
+README_SCREENSHOT = ROOT / "frontend_server" / "screenshot.png"
+"""The picture README.md shows: rewritten by every run, so it cannot go stale."""
+CAT = ROOT / "frontend_server" / "static" / "samples" / "cat.jpg"
+CAT_SIZE = (379, 290)
+WAIT_S = 60
+"""Generous: two cores shared with other test runs."""
+
+PANELS = (
+    "model-card",
+    "synthetic-notice",
+    "compare",
+    "drop",
+    "error",
+    "results",
+    "comparison",
+    "agreement",
+    "stats",
+)
+"""Every part of the page that a state shows or hides; a state names those it shows."""
+CARD = {"model-card", "synthetic-notice", "drop"}
+"""What the page shows before any upload when TorchServe serves one (synthetic) version."""
+RESULT = CARD | {"results", "stats"}
+
+CSP_LISTENER = """
+window.cspViolations = [];
+document.addEventListener("securitypolicyviolation", (event) => {
+  window.cspViolations.push(
+    `${event.violatedDirective} blocked ${event.blockedURI || "inline"}`
+    + ` at ${event.sourceFile}:${event.lineNumber}`);
+}, true);
+"""
+"""Runs in every document before the page's own code (Page.addScriptToEvaluateOnNewDocument)."""
+
+PAGE_STATE = """
+const shown = (el) => {
+  const box = el.getBoundingClientRect();
+  return el.checkVisibility({visibilityProperty: true}) && box.width > 0 && box.height > 0;
+};
+const controls = [...document.querySelectorAll("button, input[type=file]")];
+return {
+  panels: arguments[0].filter((id) => shown(document.getElementById(id))),
+  unloaded: [...document.images]
+    .filter((img) => shown(img) && !(img.complete && img.naturalWidth > 0))
+    .map((img) => img.id || img.alt),
+  status: document.getElementById("status").textContent,
+  disabled: controls.filter((el) => el.disabled).length === controls.length,
+};
+"""
+
+IMAGE_SIZE = """
+const img = document.getElementById(arguments[0]);
+return img.complete && img.naturalWidth > 0 ? [img.naturalWidth, img.naturalHeight] : null;
+"""
+
+HOLD_UPLOADS = """
+if (!window.fetchNow) {
+  window.fetchNow = window.fetch;
+  window.fetch = async (url, init) => {
+    if (String(url).startsWith("/api/segment")) await window.uploadGate;
+    return window.fetchNow(url, init);
+  };
+}
+window.uploadGate = new Promise((resolve) => { window.releaseUploads = resolve; });
+"""
+"""Holds the page's uploads until ``window.releaseUploads()``: the uploading state, caught
+without racing the server."""
+
+MODEL_CARD_ASKED = """
+return performance.getEntriesByType("resource")
+  .some((entry) => new URL(entry.name).pathname === "/api/model");
+"""
 
 
 @pytest.fixture(scope="module")
 def page_url(proxy):
     return f"{proxy}/"
+
+
+@pytest.fixture(scope="module")
+def down_page_url(server, tmp_path_factory):
+    """The page of a web app whose TorchServe is down: nothing listens, no key file."""
+    with running_web(server, **offline_config(tmp_path_factory.mktemp("down"))) as web:
+        yield f"{web.url}/"
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +120,7 @@ def browser(tmp_path_factory):
     os.environ["SE_OFFLINE"] = "true"
     options = webdriver.ChromeOptions()
     options.binary_location = shutil.which("chromium")
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     for flag in (
         "--headless",
         "--no-sandbox",
@@ -46,95 +137,201 @@ def browser(tmp_path_factory):
     ):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": CSP_LISTENER})
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     yield driver
     driver.quit()
 
 
-def rendered_size(driver, element_id: str) -> tuple[int, int]:
+@contextlib.contextmanager
+def window_size(driver, width: int, height: int) -> Iterator[None]:
+    """The browser window at ``width`` x ``height`` for a while (the viewport is smaller by
+    the window's frame)."""
+    before = driver.get_window_size()
+    driver.set_window_size(width, height)
+    try:
+        yield
+    finally:
+        driver.set_window_size(before["width"], before["height"])
+
+
+def wait_until(driver, condition, message: str) -> None:
     from selenium.webdriver.support.ui import WebDriverWait
 
-    WebDriverWait(driver, 60).until(
-        lambda d: d.execute_script(
-            "const i = document.getElementById(arguments[0]);"
-            "return i.complete && i.naturalWidth > 0 && i.src.length > 0;",
-            element_id,
-        )
+    WebDriverWait(driver, WAIT_S).until(condition, message)
+
+
+def open_page(driver, url: str, card: bool = True) -> None:
+    """Load the page and wait until its request for the model card has been answered (and,
+    with ``card``, until the card shows): the page's state before any upload."""
+    driver.get(url)
+    wait_until(driver, lambda d: d.execute_script(MODEL_CARD_ASKED), "no GET /api/model")
+    if card:
+        wait_until(driver, lambda d: d.find_element("id", "model-summary").text, "no card")
+
+
+def upload(driver, path: Path) -> None:
+    driver.find_element("id", "file").send_keys(str(path))
+
+
+def photo(tmp_path: Path, width: int, height: int) -> Path:
+    path = tmp_path / f"photo-{width}x{height}.jpg"
+    path.write_bytes(images.jpeg(width, height))
+    return path
+
+
+def wait_for_image(driver, element_id: str, size: tuple[int, int]) -> None:
+    """Wait until the <img> shows a loaded picture of ``size``: the result of this upload,
+    not an earlier one's."""
+    wait_until(
+        driver,
+        lambda d: d.execute_script(IMAGE_SIZE, element_id) == list(size),
+        f"#{element_id} never showed a loaded {size} picture",
     )
-    return tuple(
-        driver.execute_script(
-            "const i = document.getElementById(arguments[0]);"
-            "return [i.naturalWidth, i.naturalHeight];",
-            element_id,
-        )
+
+
+def csp_violations(driver) -> list[str]:
+    """What the browser reported against the Content-Security-Policy since the last call: the
+    page's ``securitypolicyviolation`` events and the console's messages."""
+    caught = driver.execute_script(
+        "return window.cspViolations ? window.cspViolations.splice(0) : ['no CSP listener'];"
     )
+    logged = [
+        entry["message"]
+        for entry in driver.get_log("browser")
+        if "Content Security Policy" in entry["message"]
+    ]
+    return caught + logged
 
 
-def test_upload_shows_mask_and_overlay_at_the_image_size(browser, page_url, tmp_path):
-    from selenium.webdriver.common.by import By
-
-    photo = tmp_path / "photo.jpg"
-    photo.write_bytes(images.jpeg(320, 240))
-    browser.get(page_url)
-    browser.find_element(By.ID, "file").send_keys(str(photo))
-    assert rendered_size(browser, "mask") == (320, 240)
-    assert rendered_size(browser, "overlay-mask") == (320, 240)
-    assert rendered_size(browser, "original") == (320, 240)
-    assert browser.find_element(By.ID, "latency").text.endswith("ms")
-    assert browser.find_element(By.ID, "error").get_attribute("hidden") is not None
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    browser.save_screenshot(str(SCREENSHOTS / "page.png"))
+@pytest.fixture(autouse=True)
+def no_csp_violation_left(browser) -> Iterator[None]:
+    """A violation no state check read (one after a test's last check, or in a test that
+    failed before it) fails the test that caused it, not the next one."""
+    yield
+    assert csp_violations(browser) == []
 
 
-def test_a_non_image_shows_a_clear_error(browser, page_url, tmp_path):
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
+def expect_page(driver, state: str, shown: set[str], status: str = "") -> None:
+    """Assert that the page shows exactly the ``shown`` panels of ``PANELS`` (each of the
+    others is hidden), that every image on screen has loaded, that the status line reads
+    ``status`` (uploading: the controls are disabled) and that the browser reported no CSP
+    violation. The screenshot ``state``.png is saved first, to look at when an assertion fails."""
+    assert shown <= set(PANELS), shown - set(PANELS)
+    driver.save_screenshot(str(SCREENSHOTS / f"{state}.png"))
+    page = driver.execute_script(PAGE_STATE, PANELS)
+    assert set(page["panels"]) == shown, state
+    assert page["unloaded"] == [], f"{state}: images on screen without a picture"
+    assert page["status"] == status, state
+    assert page["disabled"] == bool(status), f"{state}: controls disabled while uploading only"
+    assert csp_violations(driver) == [], state
 
+
+def test_before_any_upload_the_page_offers_the_upload_and_the_model_card(browser, page_url):
+    open_page(browser, page_url)
+    expect_page(browser, "empty", CARD)  # one version: nothing to compare
+    summary = browser.find_element("id", "model-summary").text
+    assert "petseg 1.0" in summary and "trained on synthetic" in summary
+    assert "make train DATA=" in browser.find_element("id", "synthetic-notice").text
+
+
+def test_while_uploading_only_the_progress_shows(browser, page_url, tmp_path):
+    open_page(browser, page_url)
+    for state, size in (("uploading", (320, 240)), ("uploading-again", (200, 150))):
+        browser.execute_script(HOLD_UPLOADS)
+        upload(browser, photo(tmp_path, *size))
+        wait_until(browser, lambda d: d.find_element("id", "status").text, "no progress shown")
+        # The second time, the first result is hidden: it is not this upload's.
+        expect_page(browser, state, CARD, status=f"Segmenting photo-{size[0]}x{size[1]}.jpg…")
+        browser.execute_script("window.releaseUploads()")
+        wait_for_image(browser, "mask", size)
+        expect_page(browser, f"{state}-done", RESULT)
+
+
+def test_a_result_shows_the_image_mask_overlay_and_figures(browser, page_url):
+    from selenium.webdriver.common.keys import Keys
+
+    open_page(browser, page_url)
+    upload(browser, CAT)
+    for image in ("original", "mask", "overlay-base", "overlay-mask"):
+        wait_for_image(browser, image, CAT_SIZE)
+    expect_page(browser, "result", RESULT)
+    figures = {i: browser.find_element("id", i).text for i in ("foreground", "found", "model")}
+    assert figures["foreground"].endswith(" %") and figures["found"]
+    assert figures["model"] == "petseg 1.0"
+    assert browser.find_element("id", "latency").text.endswith(" ms")
+    with window_size(browser, 1280, 1150):  # tall enough for the figures and the footer
+        browser.save_screenshot(str(README_SCREENSHOT))
+    browser.find_element("id", "opacity").send_keys(Keys.END)  # the script styles the overlay
+    opacity = "return getComputedStyle(document.getElementById('overlay-mask')).opacity"
+    assert browser.execute_script(opacity) == "1"
+    expect_page(browser, "result-opaque", RESULT)
+
+
+def test_a_non_image_after_a_result_shows_only_the_error(browser, page_url, tmp_path):
+    open_page(browser, page_url)
+    upload(browser, photo(tmp_path, 320, 240))
+    wait_for_image(browser, "mask", (320, 240))
     junk = tmp_path / "notes.txt"
     junk.write_text("this is not a picture")
-    browser.get(page_url)
-    browser.find_element(By.ID, "file").send_keys(str(junk))
-    error = browser.find_element(By.ID, "error")
-    WebDriverWait(browser, 30).until(lambda d: error.is_displayed())
+    upload(browser, junk)
+    error = browser.find_element("id", "error")
+    wait_until(browser, lambda d: error.text, "no error shown")
+    expect_page(browser, "error", CARD | {"error"})  # the last result is gone
     assert "HTTP 415" in error.text and "not a supported image" in error.text
-    browser.save_screenshot(str(SCREENSHOTS / "error.png"))
+
+
+def test_with_torchserve_down_only_the_upload_and_its_error_show(browser, down_page_url, tmp_path):
+    open_page(browser, down_page_url, card=False)
+    expect_page(browser, "down-empty", {"drop"})  # no card to show
+    upload(browser, photo(tmp_path, 320, 240))
+    error = browser.find_element("id", "error")
+    wait_until(browser, lambda d: error.text, "no error shown")
+    expect_page(browser, "down-error", {"drop", "error"})
+    assert "HTTP 503" in error.text
+
+
+def test_a_narrow_window_shows_the_same_panels_in_one_column(browser, page_url, tmp_path):
+    with window_size(browser, 400, 900):
+        open_page(browser, page_url)
+        expect_page(browser, "narrow-empty", CARD)
+        upload(browser, photo(tmp_path, 320, 240))
+        wait_for_image(browser, "overlay-mask", (320, 240))
+        browser.execute_script("document.getElementById('results').scrollIntoView()")
+        expect_page(browser, "narrow-result", RESULT)
+        width, overflow, lefts = browser.execute_script(
+            "const root = document.documentElement;"
+            "return [root.clientWidth, root.scrollWidth - root.clientWidth,"
+            "  [...document.querySelectorAll('#results figure')]"
+            "    .map((f) => f.getBoundingClientRect().left)];"
+        )
+    assert width <= 400 and overflow == 0  # nothing sticks out sideways
+    assert len(set(lefts)) == 1 and len(lefts) == 3  # one column
 
 
 def test_the_status_page_shows_live_figures_for_operators(browser, web):
     from selenium.webdriver.common.by import By
 
     for size in ((320, 240), (200, 150), (500, 375)):
-        photo = {"file": ("photo.jpg", images.jpeg(*size))}
-        assert requests.post(f"{web.url}/api/segment", files=photo, timeout=60).ok
+        files = {"file": ("photo.jpg", images.jpeg(*size))}
+        assert requests.post(f"{web.url}/api/segment", files=files, timeout=60).ok
     browser.get(f"{web.operator_url}/status")
     figure = {e.get_attribute("id"): e.text for e in browser.find_elements(By.TAG_NAME, "dd")}
     assert float(figure["uploads-per-minute"]) > 0 and figure["p95"].endswith(" ms")
     assert figure["torchserve"] == "up" and figure["versions"] == "1.0"
     assert int(figure["ready-workers"].split(" of ")[0]) >= 1
-    size = browser.get_window_size()
-    browser.set_window_size(640, 480)
-    browser.save_screenshot(str(SCREENSHOTS / "status.png"))
-    browser.set_window_size(size["width"], size["height"])
+    layout = "return getComputedStyle(document.querySelector('dl')).display"
+    assert browser.execute_script(layout) == "grid"  # its stylesheet applies
+    assert csp_violations(browser) == []
+    with window_size(browser, 640, 480):
+        browser.save_screenshot(str(SCREENSHOTS / "status.png"))
 
 
 def test_sample_button_segments_a_sample(browser, page_url):
-    from selenium.webdriver.common.by import By
-
-    browser.get(page_url)
-    browser.find_element(By.CSS_SELECTOR, ".sample[data-src$='dog.jpg']").click()
-    assert rendered_size(browser, "mask") == (285, 275)
-
-
-def test_the_model_card_warns_that_the_model_only_knows_synthetic_pets(browser, page_url):
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    browser.get(page_url)
-    summary = browser.find_element(By.ID, "model-summary")
-    WebDriverWait(browser, 30).until(lambda d: summary.text)
-    assert "petseg 1.0" in summary.text and "trained on synthetic" in summary.text
-    notice = browser.find_element(By.ID, "synthetic-notice")
-    assert notice.is_displayed() and "make train DATA=" in notice.text
-    assert not browser.find_element(By.ID, "compare").is_displayed()  # one version only
+    open_page(browser, page_url)
+    browser.find_element("css selector", ".sample[data-src$='dog.jpg']").click()
+    wait_for_image(browser, "mask", (285, 275))
+    expect_page(browser, "sample", RESULT)
 
 
 @pytest.fixture
@@ -157,28 +354,33 @@ def second_version(server, tiny_export, tmp_path):
         client.unregister("2.0")
 
 
-def test_two_versions_side_by_side_with_their_agreement(
+def test_two_versions_side_by_side_with_their_agreement_then_one_alone(
     browser, page_url, second_version, tmp_path
 ):
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import Select, WebDriverWait
+    from selenium.webdriver.support.ui import Select
 
-    photo = tmp_path / "photo.jpg"
-    photo.write_bytes(images.jpeg(240, 180))
-    browser.get(page_url)
-    WebDriverWait(browser, 30).until(lambda d: d.find_element(By.ID, "compare").is_displayed())
-    Select(browser.find_element(By.ID, "compare-version")).select_by_value(second_version)
-    browser.find_element(By.ID, "file").send_keys(str(photo))
-    assert rendered_size(browser, "mask-a") == rendered_size(browser, "mask-b") == (240, 180)
-    WebDriverWait(browser, 30).until(lambda d: d.find_element(By.ID, "disagreement").text)
-    assert browser.find_element(By.ID, "caption-b").text == "version 2.0"
-    disagree = float(browser.find_element(By.ID, "disagreement").text.split(" %")[0])
+    open_page(browser, page_url)
+    offered = CARD | {"compare"}
+    expect_page(browser, "compare-offered", offered)
+    versions = Select(browser.find_element("id", "compare-version"))
+    versions.select_by_value(second_version)
+    upload(browser, photo(tmp_path, 240, 180))
+    wait_for_image(browser, "mask-a", (240, 180))
+    wait_for_image(browser, "mask-b", (240, 180))
+    wait_until(browser, lambda d: d.find_element("id", "disagreement").text, "no disagreement")
+    browser.execute_script("document.getElementById('comparison').scrollIntoView()")
+    expect_page(browser, "compare-on", offered | RESULT | {"comparison", "agreement"})
+    assert browser.find_element("id", "caption-b").text == "version 2.0"
+    disagree = float(browser.find_element("id", "disagreement").text.split(" %")[0])
     assert 0 < disagree < 100
-    ious = [browser.find_element(By.ID, f"iou-{name}").text for name in ("background", "cat")]
+    ious = [browser.find_element("id", f"iou-{name}").text for name in ("background", "cat")]
     assert all(text == "n/a" or 0 <= float(text) <= 1 for text in ious) and ious != ["n/a"] * 2
     canvas = browser.execute_script(
         "const c = document.getElementById('difference'); return [c.width, c.height];"
     )
     assert canvas == [240, 180]
-    browser.execute_script("document.getElementById('comparison').scrollIntoView()")
-    browser.save_screenshot(str(SCREENSHOTS / "compare.png"))
+
+    versions.select_by_value("")  # compare with none: the comparison goes
+    upload(browser, photo(tmp_path, 200, 150))
+    wait_for_image(browser, "mask", (200, 150))
+    expect_page(browser, "compare-off", offered | RESULT)

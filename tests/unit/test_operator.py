@@ -19,7 +19,7 @@ from frontend_server.operator import parse_address
 from frontend_server.status import StatusWindow, quantile
 from frontend_server.wsgi import make_server
 from tests.support import images
-from tests.support.web import offline_config
+from tests.support.web import SECURITY_HEADERS, offline_config, security_headers
 from torchserve_client import Health
 
 KEYS = {"inference": "inference-secret-1", "management": "mgmt-secret-2", "API": "api-secret-3"}
@@ -84,6 +84,17 @@ def test_the_operators_listener_serves_both(web):
     status = requests.get(f"{operator}/status", timeout=10)
     assert status.status_code == 200 and "uploads per minute" in status.text
     assert requests.get(f"{operator}/api/segment", timeout=10).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [("/status", 200), ("/static/status.css", 200), ("/metrics", 200), ("/nope", 404)],
+)
+def test_the_operators_answers_carry_the_security_headers(web, path, status):
+    _, operator = web
+    response = requests.get(operator + path, timeout=10)
+    assert response.status_code == status
+    assert security_headers(response) == SECURITY_HEADERS
 
 
 def test_metrics_and_status_never_show_keys_urls_or_paths(web, keys_dir):

@@ -10,7 +10,7 @@ import pytest
 
 from frontend_server import create_app, settings_from_env
 from tests.support import images
-from tests.support.web import offline_config, upload
+from tests.support.web import SECURITY_HEADERS, offline_config, security_headers, upload
 
 
 @pytest.fixture
@@ -25,6 +25,27 @@ def test_page_and_static_files_are_served(offline_client):
     for path in ("/static/style.css", "/static/script.js", "/static/samples/cat.jpg"):
         with offline_client.get(path) as response:  # closing releases the sent file
             assert response.status_code == 200, path
+
+
+@pytest.mark.parametrize(
+    ("status", "request_"),
+    [
+        (200, lambda client: client.get("/")),
+        (200, lambda client: client.get("/static/style.css")),
+        (200, lambda client: client.get("/static/samples/cat.jpg")),
+        (503, lambda client: client.get("/api/health")),
+        (503, lambda client: upload(client, images.jpeg())),
+        (404, lambda client: client.get("/nope")),
+        (405, lambda client: client.get("/api/segment")),
+        (400, lambda client: client.post("/api/segment", data={"other": "x"})),
+        (413, lambda client: upload(client, b"\xff" * 300_000)),
+    ],
+    ids=["page", "stylesheet", "picture", "health", "upload-503", "404", "405", "400", "413"],
+)
+def test_every_answer_carries_the_security_headers(offline_client, status, request_):
+    with request_(offline_client) as response:
+        assert response.status_code == status
+        assert security_headers(response) == SECURITY_HEADERS
 
 
 def test_missing_file_is_a_400_naming_the_field(offline_client):
