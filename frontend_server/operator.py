@@ -14,7 +14,7 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from flask import Flask, Response, render_template, request
+from flask import Flask, Response, render_template, request, send_from_directory
 from prometheus_client.exposition import choose_encoder
 from waitress.server import BaseWSGIServer, create_server
 
@@ -28,14 +28,21 @@ CONNECTION_LIMIT = 32
 """A scraper and a few operators' browsers; the listener is not meant for the public."""
 REFRESH_S = 5
 """The status page reloads itself this often."""
+STATIC = Path(__file__).parent / "static"
+STATUS_STYLESHEET = "status.css"
 
 
 def operator_app(metrics: ProxyMetrics, report_folder: Path) -> Flask:
     """A small app over the public app's metrics and TorchServe's serving report (in
-    ``report_folder``, beside its key file): the two routes and nothing else."""
-    app = Flask(__name__)
+    ``report_folder``, beside its key file): the two routes, the status page's stylesheet, and
+    nothing else (none of the public page's files)."""
+    app = Flask(__name__, static_folder=None)
     security.register(app)
     window = StatusWindow(metrics)
+
+    @app.get(f"/static/{STATUS_STYLESHEET}")
+    def stylesheet() -> Response:
+        return send_from_directory(STATIC, STATUS_STYLESHEET)
 
     @app.get("/metrics")
     def scrape() -> Response:

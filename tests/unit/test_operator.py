@@ -84,6 +84,7 @@ def test_the_operators_listener_serves_both(web):
     status = requests.get(f"{operator}/status", timeout=10)
     assert status.status_code == 200 and "uploads per minute" in status.text
     assert requests.get(f"{operator}/api/segment", timeout=10).status_code == 404
+    assert requests.get(f"{operator}/static/script.js", timeout=10).status_code == 404
 
 
 @pytest.mark.parametrize(
