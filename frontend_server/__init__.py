@@ -6,12 +6,14 @@ create_app()  # settings: DEFAULTS < PETSEG_* environment variables < test_confi
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from flask import Flask
 
 from frontend_server import api, errors, observe, pages, security
 from frontend_server.metrics import ProxyMetrics
+from frontend_server.rollout import Trial
 from frontend_server.upstream import client_from_config
 from handler.protocol import KEY_FILE_NAME, MODEL_NAME, Ports
 
@@ -52,6 +54,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     metrics.watch_torchserve(client.health)
     app.extensions["torchserve"] = client
     app.extensions["metrics"] = metrics
+    app.extensions["trial"] = Trial(Path(app.config["KEY_FILE"]).parent, client, metrics.registry)
     observe.register(app)
     app.register_blueprint(pages.bp)
     app.register_blueprint(api.bp)

@@ -7,19 +7,26 @@ sends can address management or metrics, another model, or a version TorchServe 
 
 from __future__ import annotations
 
+import functools
+import io
+from collections.abc import Callable
+
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from frontend_server import upstream
 from frontend_server.errors import error_response
+from frontend_server.rollout import Trial
 from handler.protocol import (
     DEFAULT_OUTPUT,
     IMAGE_FIELDS,
+    MODEL_VERSION_HEADER,
     OUTPUT_FIELD,
     OUTPUTS,
     TOLERANCE_FIELD,
     parse_tolerance,
 )
 from torchserve_client import TorchServe
+from torchserve_client.report import Rollout
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -47,18 +54,51 @@ def segment() -> Response:
         tolerance = None if typed is None else parse_tolerance(typed)  # sent on as a number
     except ValueError as exc:
         return error_response(400, str(exc))
-    answer = upstream.segment(
+    content_type = upload.mimetype or ""
+    forward = functools.partial(
+        upstream.segment,
         _client(),
-        upload.stream,
-        upload.mimetype or "",
-        output,
+        content_type=content_type,
+        output=output,
         tolerance=tolerance,
-        version=request.args.get("version"),
         request_id=g.request_id,
         timer=current_app.extensions["metrics"].upstream.time,
     )
+    version = request.args.get("version")
+    trial: Trial = current_app.extensions["trial"]
+    rollout = trial.pick() if version is None else None
+    if rollout is None:
+        answer = forward(upload.stream, version=version)
+    else:
+        answer = on_trial(trial, rollout, upload.read(), content_type, forward)
     g.model_version, g.torchserve_id = answer.model_version, answer.torchserve_id
-    return Response(answer.body, status=answer.status, content_type=answer.content_type)
+    response = Response(answer.body, status=answer.status, content_type=answer.content_type)
+    if answer.model_version:  # which version answered, whatever the output (a canary's too)
+        response.headers[MODEL_VERSION_HEADER] = answer.model_version
+    return response
+
+
+def on_trial(
+    trial: Trial,
+    rollout: Rollout,
+    image: bytes,
+    content_type: str,
+    forward: Callable[..., upstream.Answer],
+) -> upstream.Answer:
+    """An upload the rollout picked. Canary: the candidate answers; should it fail, the
+    default does (the failure is the guard's to count, not the user's to see). Shadow: the
+    default answers, then both versions are compared in the background."""
+    if rollout.mode == "canary":
+        try:
+            answer = forward(io.BytesIO(image), version=rollout.version, declared_version=True)
+            trial.candidate_answered(rollout, True)
+            return answer
+        except upstream.UpstreamError:
+            trial.candidate_answered(rollout, False)
+    answer = forward(io.BytesIO(image), version=None)
+    if rollout.mode == "shadow" and answer.status == 200:
+        trial.shadow(rollout, image, content_type)
+    return answer
 
 
 @bp.get("/model")

@@ -14,12 +14,13 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from flask import Flask, Response, render_template, request, send_from_directory
+from flask import Flask, Response, jsonify, render_template, request, send_from_directory
 from prometheus_client.exposition import choose_encoder
 from waitress.server import BaseWSGIServer, create_server
 
 from frontend_server import security
 from frontend_server.metrics import ProxyMetrics
+from frontend_server.rollout import Trial
 from frontend_server.status import StatusWindow
 from torchserve_client import ServingReport
 
@@ -32,10 +33,11 @@ STATIC = Path(__file__).parent / "static"
 STATUS_STYLESHEET = "status.css"
 
 
-def operator_app(metrics: ProxyMetrics, report_folder: Path) -> Flask:
-    """A small app over the public app's metrics and TorchServe's serving report (in
-    ``report_folder``, beside its key file): the two routes, the status page's stylesheet, and
-    nothing else (none of the public page's files)."""
+def operator_app(metrics: ProxyMetrics, report_folder: Path, trial: Trial) -> Flask:
+    """A small app over the public app's metrics, TorchServe's serving report (in
+    ``report_folder``, beside its key file) and the rollout ``trial``: /metrics, /status (and
+    /status.json for `petseg rollout status`), the status page's stylesheet, and nothing else
+    (none of the public page's files)."""
     app = Flask(__name__, static_folder=None)
     security.register(app)
     window = StatusWindow(metrics)
@@ -49,14 +51,24 @@ def operator_app(metrics: ProxyMetrics, report_folder: Path) -> Flask:
         encode, content_type = choose_encoder(request.headers.get("Accept"))
         return Response(encode(metrics.registry), content_type=content_type)
 
+    def everything() -> dict:
+        return {
+            "figures": window.figures(),
+            "report": ServingReport.read(report_folder),
+            "rollout": trial.figures(),
+        }
+
     @app.get("/status")
     def status() -> str:
-        return render_template(
-            "status.html",
-            figures=window.figures(),
-            report=ServingReport.read(report_folder),
-            refresh_s=REFRESH_S,
-        )
+        return render_template("status.html", refresh_s=REFRESH_S, **everything())
+
+    @app.get("/status.json")
+    def status_json() -> Response:
+        found = everything()
+        report = found["report"]
+        found["problems"] = None if report is None else report.problems
+        del found["report"]
+        return jsonify(found)
 
     return app
 
@@ -87,7 +99,11 @@ def operator_server(app: Flask) -> BaseWSGIServer | None:
             "PETSEG_METRICS_ADDRESS to another host:port, or to nothing for none",
         ) from exc
     return create_server(
-        operator_app(app.extensions["metrics"], Path(app.config["KEY_FILE"]).parent),
+        operator_app(
+            app.extensions["metrics"],
+            Path(app.config["KEY_FILE"]).parent,
+            app.extensions["trial"],
+        ),
         map={},
         sockets=[listener],
         threads=THREADS,

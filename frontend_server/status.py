@@ -38,6 +38,8 @@ class Totals:
     """Cumulative count of successful uploads per bucket bound (``le``)."""
     versions: Counter = field(default_factory=Counter)
     """Successful uploads per model version."""
+    version_buckets: dict[str, dict[float, float]] = field(default_factory=dict)
+    """``buckets`` of each model version (a rollout's two versions side by side)."""
 
 
 def read(metrics: ProxyMetrics, at: float) -> tuple[Totals, dict[str, float]]:
@@ -47,6 +49,7 @@ def read(metrics: ProxyMetrics, at: float) -> tuple[Totals, dict[str, float]]:
     uploads = errors = 0.0
     buckets: dict[float, float] = Counter()
     versions: Counter = Counter()
+    version_buckets: dict[str, Counter] = {}
     for family in metrics.registry.collect():
         for sample in family.samples:
             labels = sample.labels
@@ -60,7 +63,10 @@ def read(metrics: ProxyMetrics, at: float) -> tuple[Totals, dict[str, float]]:
                     versions[labels["model_version"]] += sample.value * (status == "2xx")
                 elif sample.name.endswith("_bucket") and status == "2xx":
                     buckets[float(labels["le"])] += sample.value
-    return Totals(at, uploads, errors, dict(buckets), versions), plain
+                    by_version = version_buckets.setdefault(labels["model_version"], Counter())
+                    by_version[float(labels["le"])] += sample.value
+    totals = Totals(at, uploads, errors, dict(buckets), versions, version_buckets)
+    return totals, plain
 
 
 def quantile(q: float, buckets: dict[float, float]) -> float | None:
@@ -81,6 +87,10 @@ def quantile(q: float, buckets: dict[float, float]) -> float | None:
     return lower
 
 
+def milliseconds(seconds: float | None) -> int | None:
+    return None if seconds is None else round(seconds * 1000)
+
+
 def difference(now: Totals, then: Totals) -> Totals:
     return Totals(
         now.at - then.at,
@@ -88,6 +98,12 @@ def difference(now: Totals, then: Totals) -> Totals:
         now.errors - then.errors,
         {le: n - then.buckets.get(le, 0.0) for le, n in now.buckets.items()},
         now.versions - then.versions,
+        {
+            version: {
+                le: n - then.version_buckets.get(version, {}).get(le, 0.0) for le, n in b.items()
+            }
+            for version, b in now.version_buckets.items()
+        },
     )
 
 
@@ -111,13 +127,21 @@ class StatusWindow:
         return {
             "window_s": round(window.at),
             "uploads_per_minute": round(window.uploads * 60 / max(window.at, 1.0), 1),
-            "p95_ms": None if p95 is None else round(p95 * 1000),
+            "p95_ms": milliseconds(p95),
             "errors_percent": round(100 * window.errors / max(window.uploads, 1), 1),
             "in_flight": int(plain.get("petseg_proxy_requests_in_flight", 0)),
             "torchserve_up": bool(plain.get("petseg_torchserve_up")),
             "ready_workers": int(plain.get("petseg_torchserve_ready_workers", 0)),
             "workers": int(plain.get("petseg_torchserve_workers", 0)),
             "versions": [v for v, n in window.versions.most_common() if n > 0],
+            "by_version": {
+                version: {
+                    "uploads_per_minute": round(count * 60 / max(window.at, 1.0), 1),
+                    "p95_ms": milliseconds(quantile(0.95, window.version_buckets[version])),
+                }
+                for version, count in window.versions.most_common()
+                if count > 0
+            },
         }
 
     def _baseline(self, at: float) -> Totals:

@@ -94,12 +94,15 @@ def segment(
     version: str | None = None,
     request_id: str | None = None,
     timer: Callable[[], AbstractContextManager] = contextlib.nullcontext,
+    declared_version: bool = False,
 ) -> Answer:
     """Forward one upload (streamed from ``stream``, not copied) to the default version or a
     ``version`` TorchServe holds; its answer, its client errors (4xx) as they are, or an
-    UpstreamError. ``timer()`` wraps the prediction call alone (the proxy's metrics)."""
+    UpstreamError. ``timer()`` wraps the prediction call alone (the proxy's metrics).
+    ``declared_version``: the version comes from the serving state (a rollout's), not from
+    the client, and is sent on without asking TorchServe for its versions first."""
     with reporting(client.model):
-        if version is not None:
+        if version is not None and not declared_version:
             known_version(client, version)
         with timer():
             response = client.predict(stream, content_type, output, version, tolerance, request_id)

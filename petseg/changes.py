@@ -1,5 +1,5 @@
-"""`petseg models register|scale|set-default|unregister|apply`: the running instance(s) and the
-serving state, changed together.
+"""`petseg models register|scale|set-default|unregister|apply` and `petseg rollout
+shadow|canary|promote|abort`: the running instance(s) and the serving state, changed together.
 
 A change goes to the first instance's TorchServe first; only once it accepted is the state
 file written (nothing TorchServe refused ever reaches it), under the state's lock and by an
@@ -21,8 +21,9 @@ from typing import Any
 
 from petseg import reconcile, state
 from petseg.launcher import Instance
-from petseg.state import STATE_FILE, ServingState, VersionSpec
+from petseg.state import STATE_FILE, ServingState, StateError, VersionSpec
 from torchserve_client import ServingReport
+from torchserve_client.report import Rollout
 
 DURABLE_ON_KUBERNETES = (
     "to keep it, change config/serving.json and roll it out "
@@ -30,8 +31,34 @@ DURABLE_ON_KUBERNETES = (
 )
 
 
+def trial(args: argparse.Namespace) -> Rollout:
+    """The rollout `petseg rollout shadow|canary VERSION` declares."""
+    thresholds = {
+        name: getattr(args, name)
+        for name in ("max_error_ratio", "min_agreement", "min_requests")
+        if getattr(args, name) is not None
+    }
+    try:
+        return Rollout(args.version, args.action, args.percent, **thresholds)
+    except ValueError as exc:
+        raise StateError(str(exc)) from None
+
+
+def on_trial(declared: ServingState) -> str:
+    if declared.rollout is None:
+        raise StateError("no rollout is on: start one with `petseg rollout shadow|canary`")
+    return declared.rollout.version
+
+
 def wanted(args: argparse.Namespace, declared: ServingState, store: Path) -> ServingState:
     """The state after the command: checked before TorchServe is asked."""
+    if args.action in ("shadow", "canary"):
+        return declared.with_rollout(trial(args))
+    if args.action == "promote":
+        return declared.with_default(on_trial(declared))
+    if args.action == "abort":
+        on_trial(declared)
+        return declared.with_rollout(None)
     if args.action == "register":
         version = state.archive_version(store, args.archive)
         return declared.registered(version, VersionSpec(args.archive, args.workers))
@@ -42,9 +69,17 @@ def wanted(args: argparse.Namespace, declared: ServingState, store: Path) -> Ser
     return declared.unregistered(args.version)
 
 
-def change_live(args: argparse.Namespace, instance: Instance) -> Any:
-    """The command's call(s) to one TorchServe: its answer, or a TorchServeError."""
+def change_live(args: argparse.Namespace, instance: Instance, declared: ServingState) -> Any:
+    """The command's call(s) to one TorchServe: its answer, or a TorchServeError. A rollout
+    changes nothing there but its default at promotion; its candidate must be served."""
     client = instance.client(timeout=args.timeout)
+    if args.action in ("shadow", "canary"):
+        client.describe(args.version)  # a TorchServeError (404) if it is not registered
+        return f"{args.version} goes on trial: {args.action} of {args.percent:g}%"
+    if args.action == "promote":
+        return client.set_default(on_trial(declared))
+    if args.action == "abort":
+        return f"the rollout of {on_trial(declared)} ends; the default serves every upload"
     if args.action == "register":
         version = state.archive_version(instance.model_store, args.archive)
         spec = VersionSpec(args.archive, args.workers)
@@ -77,7 +112,7 @@ def command(args: argparse.Namespace, members: list[Instance], show: Any) -> int
     with state.locked(state_file):
         declared = state.load(state_file)
         after = wanted(args, declared, members[0].model_store)
-        show(change_live(args, members[0]))
+        show(change_live(args, members[0], declared))
         state.save(after, state_file)
     print(f"serving state {state_file}: {summary(after)}", flush=True)
     return bring_all(members, state_file, durable=True)
@@ -102,10 +137,16 @@ def change_here_only(
     """A change the state cannot take: made live, noted in each instance's report."""
     words = " ".join(str(part) for part in args.words)
     for member in members:
-        show(change_live(args, member))
         report = ServingReport.read(member.workdir)
+        here = state.load(state_file) if report is None else here_now(report)
+        show(change_live(args, member, here))
         if report is not None:
-            replace(report, live_changes=[*report.live_changes, words]).write(member.workdir)
+            rollout = report.rollout
+            if args.command == "rollout":
+                after = wanted(args, here, member.model_store).rollout
+                rollout = None if after is None else after.as_dict()
+            changes = [*report.live_changes, words]
+            replace(report, live_changes=changes, rollout=rollout).write(member.workdir)
     print(
         f"petseg: note: '{words}' changed the running instance only, until it restarts: its "
         f"serving state ({state_file}) is declared by the deployment; {DURABLE_ON_KUBERNETES}",
@@ -114,9 +155,21 @@ def change_here_only(
     return 0
 
 
+def here_now(report: ServingReport) -> ServingState:
+    """What a live-only change starts from: the instance's state with the rollout its report
+    holds now (a rollout started or ended in this pod alone)."""
+    declared = state.load(Path(report.state))
+    rollout = None if report.rollout is None else Rollout.from_dict(report.rollout)
+    return replace(declared, rollout=rollout)
+
+
 def summary(declared: ServingState) -> str:
     versions = ", ".join(
         f"{v} ({spec.archive}, {spec.workers if spec.workers is not None else 'its'} workers)"
         for v, spec in sorted(declared.versions.items())
     )
-    return f"default {declared.default}; versions {versions or 'none'}"
+    trial = ""
+    if declared.rollout is not None:
+        rollout = declared.rollout
+        trial = f"; rollout {rollout.version} as a {rollout.mode} of {rollout.percent:g}%"
+    return f"default {declared.default}; versions {versions or 'none'}{trial}"

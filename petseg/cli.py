@@ -11,6 +11,8 @@
     petseg predict IMAGE [--output mask -o mask.png]
     petseg key|rotate inference|management
     petseg cluster start|roll|heal|stop      several instances behind nginx, one state
+    petseg rollout shadow|canary V --percent P | promote | abort | status
+                                             try a new version on live traffic
     petseg --instances FILE models ...       the same model command on every instance
 
 The serving state (config/serving.json, or --state) declares the versions, the default and
@@ -32,7 +34,16 @@ from pathlib import Path
 from handler.protocol import OUTPUTS, Ports
 from model_training.commands import COMMANDS as TRAINING_COMMANDS
 from model_training.commands import run as run_training
-from petseg import archive, changes, foreground, launcher, models, reconcile, state
+from petseg import (
+    archive,
+    changes,
+    foreground,
+    launcher,
+    models,
+    reconcile,
+    state,
+    trial_status,
+)
 from torchserve_client import ServingReport, TorchServeError
 
 USER_ERRORS = (
@@ -153,6 +164,15 @@ def manage(args: argparse.Namespace, instance: launcher.Instance) -> int:
     if args.action in ("list", "describe"):
         return operate(models.models)(args, instance)
     return changes.command(args, fleet(args, instance), models.show)
+
+
+def rollout(args: argparse.Namespace, instance: launcher.Instance) -> int:
+    """`petseg rollout`: a trial of a version on live traffic, changed as the state is."""
+    members = fleet(args, instance)
+    if args.action == "status":
+        state_file, _ = changes.state_of(members[0], args.state)
+        return trial_status.show(state_file, members, args.proxy or [trial_status.DEMO_PROXY])
+    return changes.command(args, members, models.show)
 
 
 def operate(action: Callable) -> Callable[[argparse.Namespace, launcher.Instance], int]:
@@ -295,8 +315,36 @@ def get_args_parser() -> argparse.ArgumentParser:
     run_cmd.set_defaults(func=demo)
 
     add_operations(commands)
+    add_rollout(commands)
     add_cluster(commands)
     return parser
+
+
+def add_rollout(commands: argparse._SubParsersAction) -> None:
+    timeout = argparse.ArgumentParser(add_help=False)
+    timeout.add_argument("--timeout", type=float, default=120, help="seconds per call")
+    trial = commands.add_parser("rollout", help="shadow, canary, promote or abort a new version")
+    actions = trial.add_subparsers(dest="action", required=True)
+    for mode, summary in (
+        ("shadow", "also send PERCENT%% of uploads to VERSION and compare the masks"),
+        ("canary", "answer PERCENT%% of uploads with VERSION"),
+    ):
+        start = actions.add_parser(mode, parents=[timeout], help=summary)
+        start.add_argument("version", help="a registered version (not the default)")
+        start.add_argument("--percent", type=float, required=True)
+        start.add_argument("--max-error-ratio", type=float, help="stop above it (default 0.05)")
+        start.add_argument("--min-agreement", type=float, help="shadow: stop below (0.90)")
+        start.add_argument("--min-requests", type=int, help="judge after as many (50)")
+    actions.add_parser("promote", parents=[timeout], help="make the version on trial the default")
+    actions.add_parser("abort", parents=[timeout], help="end the trial: the default serves all")
+    status = actions.add_parser("status", help="the trial and each proxy's live figures")
+    status.add_argument(
+        "--proxy",
+        action="append",
+        help="a web proxy's operators' listener (repeat for several; default: "
+        f"{trial_status.DEMO_PROXY}, `make run`'s)",
+    )
+    trial.set_defaults(func=rollout)
 
 
 def add_host_and_logs(command: argparse.ArgumentParser) -> None:

@@ -98,7 +98,12 @@ def apply_state(
     a start with a broken state fails loudly instead of serving something undeclared."""
     declared = load(state_file)
     actions, problems = apply(client, declared, store)
-    report = ServingReport(str(Path(state_file).resolve()), durable, actions, problems)
+    rollout = declared.rollout
+    if rollout is not None and rollout.version not in live_versions(client):
+        problems.append(f"the rollout's version {rollout.version} is not served: no trial")
+        rollout = None
+    trial = None if rollout is None else rollout.as_dict()
+    report = ServingReport(str(Path(state_file).resolve()), durable, actions, problems, [], trial)
     report.write(workdir)
     return report
 
@@ -109,4 +114,7 @@ def describe(report: ServingReport) -> list[str]:
     lines += [f"  {action}" for action in report.actions]
     lines += [f"  PROBLEM: {problem}" for problem in report.problems]
     lines += [f"  changed here only, until a restart: {change}" for change in report.live_changes]
+    if report.rollout:
+        trial = report.rollout
+        lines.append(f"  rollout: {trial['version']} as a {trial['mode']} of {trial['percent']:g}%")
     return lines

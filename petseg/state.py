@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from torchserve_client.report import write_atomically
+from torchserve_client.report import Rollout, write_atomically
 
 ROOT = Path(__file__).resolve().parents[1]
 STATE_FILE = ROOT / "config" / "serving.json"
@@ -70,8 +70,14 @@ class ServingState:
 
     default: str | None = None
     versions: dict[str, VersionSpec] = field(default_factory=dict)
+    rollout: Rollout | None = None
+    """A candidate on trial beside the default (`petseg rollout`); None: none."""
 
     def __post_init__(self) -> None:
+        if self.rollout is not None and self.rollout.version not in self.versions:
+            raise StateError(f"the rollout's version {self.rollout.version!r} is not declared")
+        if self.rollout is not None and self.rollout.version == self.default:
+            raise StateError(f"the rollout's version {self.rollout.version!r} is the default")
         if self.versions and self.default not in self.versions:
             raise StateError(
                 f"the default version {self.default!r} is not one of the declared versions "
@@ -85,7 +91,7 @@ class ServingState:
         """Strict: unknown or misspelt keys are refused, not ignored."""
         if not isinstance(data, dict):
             raise StateError("the state must be a JSON object with 'default' and 'versions'")
-        _check_keys("the state", data, {"default", "versions"})
+        _check_keys("the state", data, {"default", "versions", "rollout"})
         versions = data.get("versions") or {}
         if not isinstance(versions, dict):
             raise StateError("'versions' must map each version to its settings")
@@ -102,34 +108,52 @@ class ServingState:
             except StateError as exc:
                 raise StateError(f"version {version!r}: {exc}") from None
         default = data.get("default")
-        return cls(None if default is None else str(default), parsed)
+        try:
+            rollout = None if data.get("rollout") is None else Rollout.from_dict(data["rollout"])
+        except ValueError as exc:
+            raise StateError(str(exc)) from None
+        return cls(None if default is None else str(default), parsed, rollout)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "default": self.default,
             "versions": {v: self.versions[v].as_dict() for v in sorted(self.versions)},
         }
+        if self.rollout is not None:
+            data["rollout"] = self.rollout.as_dict()
+        return data
 
     # -- the changes `petseg models` makes; each returns a new, checked state -----------------
     def registered(self, version: str, spec: VersionSpec) -> ServingState:
         """``version`` added (the first one becomes the default, as in TorchServe)."""
-        return ServingState(self.default or version, {**self.versions, version: spec})
+        versions = {**self.versions, version: spec}
+        return replace(self, default=self.default or version, versions=versions)
 
     def scaled(self, version: str, workers: int) -> ServingState:
         spec = replace(self._spec(version), workers=workers)
-        return ServingState(self.default, {**self.versions, version: spec})
+        return replace(self, versions={**self.versions, version: spec})
 
     def with_default(self, version: str) -> ServingState:
+        """``version`` the default; a rollout of it ends there (it is promoted)."""
         self._spec(version)
-        return ServingState(version, self.versions)
+        ended = self.rollout is not None and self.rollout.version == version
+        return replace(self, default=version, rollout=None if ended else self.rollout)
 
     def unregistered(self, version: str) -> ServingState:
         self._spec(version)
+        if self.rollout is not None and self.rollout.version == version:
+            raise StateError(f"{version} is on trial: `petseg rollout abort` first")
         rest = {v: spec for v, spec in self.versions.items() if v != version}
         default = self.default if self.default != version else None
         if default is None and rest:
             raise StateError(f"{version} is the default: set another version as default first")
-        return ServingState(default, rest)
+        return replace(self, default=default, versions=rest)
+
+    def with_rollout(self, rollout: Rollout | None) -> ServingState:
+        """A trial started (or changed), or ended with None."""
+        if rollout is not None:
+            self._spec(rollout.version)
+        return replace(self, rollout=rollout)
 
     def _spec(self, version: str) -> VersionSpec:
         if version not in self.versions:

@@ -221,12 +221,14 @@ class TorchServe:
         )
 
     def scale(self, workers: int, version: str | None = None) -> dict[str, Any]:
+        """Waits for the new workers; not for 0 (TorchServe 0.12 stops them all but answers
+        that synchronous call with a 500)."""
         return self.manage(
             "PUT",
             self._model_path(version),
             min_worker=workers,
             max_worker=max(workers, 1),
-            synchronous="true",
+            synchronous="true" if workers else "false",
         )
 
     def set_default(self, version: str) -> dict[str, Any]:

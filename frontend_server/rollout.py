@@ -1,0 +1,289 @@
+"""The web proxy's part of a model rollout (the serving state's ``rollout``, `petseg rollout`).
+
+The operator's tools write the trial into TorchServe's serving report beside its key file; each
+proxy reads it there (again only when the file changes), so every proxy of a fleet follows the
+state its own TorchServe applied, and a restart resumes the trial.
+
+- canary: a share of uploads is answered by the candidate. A candidate that fails (5xx, no
+  answer) is counted and the upload is sent to the default: the user is not the one who pays.
+- shadow: after the user's answer, a share of uploads is sent again, in the background, to the
+  default and to the candidate as COCO RLE, and the two masks compared (frontend_server.masks):
+  agreement, IoU per class, pet fraction and latency of each go to the metrics. Nothing of the
+  photo or its masks is kept. A bounded queue drops shadow work rather than slow the proxy.
+- guard: once ``min_requests`` candidate requests were seen here, more than ``max_error_ratio``
+  failures, or a mean shadow agreement under ``min_agreement``, stop the trial in this proxy at
+  once (logged, and ``petseg_rollout_aborted`` for the alert); `petseg rollout abort` makes it
+  durable.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+
+from frontend_server.masks import Comparison, compare
+from frontend_server.metrics import LATENCY_BUCKETS
+from torchserve_client import TorchServe
+from torchserve_client.report import REPORT_FILE_NAME, Rollout, ServingReport
+
+log = logging.getLogger("frontend_server.rollout")
+SHADOW_THREADS = 2
+SHADOW_QUEUE = 8
+"""Shadow comparisons waiting or running at most; beyond, a shadow is skipped (and counted)."""
+AGREEMENT_BUCKETS = (0.5, 0.8, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 0.999, 1.0)
+SHARE_BUCKETS = tuple(round(0.1 * n, 1) for n in range(1, 11))
+
+
+def fresh_counts() -> dict[str, Any]:
+    """A trial's running totals in one proxy: what the guard and the figures read."""
+    return {"requests": 0, "failed": 0, "compared": 0, "agreement": 0.0, "iou": {}, "classes": {}}
+
+
+class RolloutMetrics:
+    """The trial's series, in the proxy's registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.candidate = Counter(
+            "petseg_rollout_candidate_requests",
+            "Requests the candidate version answered (canary) or was sent (shadow), by outcome",
+            ["version", "mode", "outcome"],
+            registry=registry,
+        )
+        self.shadows = Counter(
+            "petseg_rollout_shadow_uploads",
+            "Uploads picked for a shadow comparison, by how it ended",
+            ["version", "outcome"],
+            registry=registry,
+        )
+        self.agreement = Histogram(
+            "petseg_rollout_shadow_agreement",
+            "Share of a photo's pixels the candidate and the default give the same class",
+            ["version"],
+            buckets=AGREEMENT_BUCKETS,
+            registry=registry,
+        )
+        self.iou = Histogram(
+            "petseg_rollout_shadow_iou",
+            "Intersection over union of a class's masks, candidate vs default",
+            ["version", "class_name"],
+            buckets=AGREEMENT_BUCKETS,
+            registry=registry,
+        )
+        self.foreground = Histogram(
+            "petseg_rollout_shadow_foreground",
+            "Share of a photo's pixels segmented as a pet, by the version that said so",
+            ["version", "served_by"],
+            buckets=SHARE_BUCKETS,
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "petseg_rollout_shadow_seconds",
+            "Time of each version's answer to a shadow comparison (the same photo, as RLE)",
+            ["version", "served_by"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+
+
+class Trial:
+    """The current rollout as this proxy carries it out."""
+
+    def __init__(self, report_folder: Path, client: TorchServe, registry: CollectorRegistry):
+        self.path = Path(report_folder) / REPORT_FILE_NAME
+        self.client = client
+        self.metrics = RolloutMetrics(registry)
+        registry.register(TrialCollector(self))
+        self.shadows = ThreadPoolExecutor(SHADOW_THREADS, thread_name_prefix="shadow")
+        self.queued = threading.BoundedSemaphore(SHADOW_QUEUE)
+        self._lock = threading.Lock()
+        self._stamp: tuple[int, int] | None = None
+        self._rollout: Rollout | None = None
+        self._counts = fresh_counts()
+        self.aborted: str | None = None
+        """Why this proxy stopped the current trial; None while it runs."""
+
+    # -- what the state says ------------------------------------------------------------------
+    def current(self) -> Rollout | None:
+        """The rollout in the report, unless this proxy's guard stopped it."""
+        try:
+            stat = self.path.stat()
+            stamp = (stat.st_mtime_ns, stat.st_size)
+        except OSError:
+            stamp = None
+        with self._lock:
+            if stamp != self._stamp:
+                self._stamp = stamp
+                self._load()
+            return None if self.aborted else self._rollout
+
+    def _load(self) -> None:
+        report = ServingReport.read(self.path.parent)
+        found = report.rollout if report is not None else None
+        rollout = Rollout.from_dict(found) if found else None
+        if rollout != self._rollout:  # a new trial (or none): counted afresh
+            self._rollout, self.aborted = rollout, None
+            self._counts = fresh_counts()
+            log.info("rollout now %s", json.dumps(found))
+
+    def pick(self) -> Rollout | None:
+        """The rollout if this upload is one of its share, else None."""
+        rollout = self.current()
+        if rollout is not None and random.random() * 100 < rollout.percent:
+            return rollout
+        return None
+
+    # -- the guard ----------------------------------------------------------------------------
+    def candidate_answered(self, rollout: Rollout, ok: bool) -> None:
+        self.metrics.candidate.labels(rollout.version, rollout.mode, "ok" if ok else "failed").inc()
+        with self._lock:
+            if rollout != self._rollout:
+                return
+            self._counts["requests"] += 1
+            self._counts["failed"] += not ok
+            self._judge(rollout)
+
+    def compared(self, rollout: Rollout, result: Comparison) -> None:
+        with self._lock:
+            if rollout != self._rollout:
+                return
+            counts = self._counts
+            counts["compared"] += 1
+            counts["agreement"] += result.agreement
+            for name, iou in result.iou.items():
+                counts["iou"][name] = counts["iou"].get(name, 0.0) + iou
+                counts["classes"][name] = counts["classes"].get(name, 0) + 1
+            self._judge(rollout)
+
+    def figures(self) -> dict[str, Any] | None:
+        """The trial as this proxy saw it since it began here (None: no rollout)."""
+        self.current()
+        with self._lock:
+            rollout, counts = self._rollout, self._counts
+            if rollout is None:
+                return None
+            compared = counts["compared"]
+            return {
+                **rollout.as_dict(),
+                "stopped_here": self.aborted,
+                "candidate_requests": counts["requests"],
+                "candidate_failures": counts["failed"],
+                "shadow_compared": compared,
+                "mean_agreement": round(counts["agreement"] / compared, 5) if compared else None,
+                "mean_iou": {
+                    name: round(total / counts["classes"][name], 5)
+                    for name, total in sorted(counts["iou"].items())
+                },
+            }
+
+    def _judge(self, rollout: Rollout) -> None:
+        if self.aborted:
+            return
+        counts = self._counts
+        if counts["requests"] >= rollout.min_requests:
+            ratio = counts["failed"] / counts["requests"]
+            if ratio > rollout.max_error_ratio:
+                self._abort(
+                    rollout,
+                    f"{counts['failed']} of {counts['requests']} candidate requests failed "
+                    f"({ratio:.1%} > max_error_ratio {rollout.max_error_ratio:.1%})",
+                )
+        if counts["compared"] >= rollout.min_requests:
+            mean = counts["agreement"] / counts["compared"]
+            if mean < rollout.min_agreement:
+                self._abort(
+                    rollout,
+                    f"mean shadow agreement {mean:.4f} over {counts['compared']} photos < "
+                    f"min_agreement {rollout.min_agreement}",
+                )
+
+    def _abort(self, rollout: Rollout, why: str) -> None:
+        self.aborted = why
+        log.warning(
+            "rollout of %s (%s %g%%) stopped by this proxy: %s; `petseg rollout abort` makes "
+            "it durable",
+            rollout.version,
+            rollout.mode,
+            rollout.percent,
+            why,
+        )
+
+    # -- the shadow -----------------------------------------------------------------------------
+    def shadow(self, rollout: Rollout, image: bytes, content_type: str) -> None:
+        """Compare the two versions on ``image`` in the background, if there is room."""
+        if not self.queued.acquire(blocking=False):
+            self.metrics.shadows.labels(rollout.version, "skipped").inc()
+            return
+        future = self.shadows.submit(self._compare, rollout, image, content_type)
+        future.add_done_callback(lambda _: self.queued.release())
+
+    def _compare(self, rollout: Rollout, image: bytes, content_type: str) -> None:
+        default = self._rle(rollout, image, content_type, None)
+        if default is None:
+            self.metrics.shadows.labels(rollout.version, "default_failed").inc()
+            return
+        candidate = self._rle(rollout, image, content_type, rollout.version)
+        self.candidate_answered(rollout, candidate is not None)
+        if candidate is None:
+            self.metrics.shadows.labels(rollout.version, "candidate_failed").inc()
+            return
+        result = compare(default, candidate)
+        metrics, version = self.metrics, rollout.version
+        metrics.shadows.labels(version, "compared").inc()
+        metrics.agreement.labels(version).observe(result.agreement)
+        for name, iou in result.iou.items():
+            metrics.iou.labels(version, name).observe(iou)
+        for served_by, share in zip(("default", "candidate"), result.foreground, strict=True):
+            metrics.foreground.labels(version, served_by).observe(share)
+        self.compared(rollout, result)
+
+    def _rle(
+        self, rollout: Rollout, image: bytes, content_type: str, version: str | None
+    ) -> dict[str, Any] | None:
+        """One version's RLE answer (timed), or None if it gave none."""
+        started = time.perf_counter()
+        try:
+            response = self.client.predict(image, content_type, "rle", version)
+            answer = response.json() if response.status_code == 200 else None
+        except Exception:
+            answer = None
+        served_by = "default" if version is None else "candidate"
+        seconds = time.perf_counter() - started
+        self.metrics.latency.labels(rollout.version, served_by).observe(seconds)
+        return answer
+
+
+class TrialCollector:
+    """The trial as gauges at scrape time: its share per mode, and whether this proxy's guard
+    stopped it."""
+
+    def __init__(self, trial: Trial) -> None:
+        self.trial = trial
+
+    def collect(self) -> Any:
+        percent = GaugeMetricFamily(
+            "petseg_rollout_percent",
+            "Share of uploads the current rollout takes (0 series: none)",
+            labels=["version", "mode"],
+        )
+        aborted = GaugeMetricFamily(
+            "petseg_rollout_aborted",
+            "1 when this proxy's guard stopped the current rollout",
+            labels=["version"],
+        )
+        self.trial.current()
+        rollout = self.trial._rollout
+        if rollout is not None:
+            stopped = self.trial.aborted is not None
+            percent.add_metric([rollout.version, rollout.mode], 0 if stopped else rollout.percent)
+            aborted.add_metric([rollout.version], int(stopped))
+        yield percent
+        yield aborted

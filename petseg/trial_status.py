@@ -1,0 +1,65 @@
+"""`petseg rollout status`: the rollout as the state declares it, as each instance applied it,
+and the live figures each web proxy measured (its operators' listener, /status.json)."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from petseg import state
+from petseg.launcher import Instance
+from torchserve_client import ServingReport
+
+DEMO_PROXY = "http://127.0.0.1:5001"
+"""The operators' listener of `petseg run` (`make run`)."""
+
+
+def show(state_file: Path, members: list[Instance], proxies: list[str]) -> int:
+    """Print all of it; exit status 1 if a proxy stopped the trial by itself."""
+    declared = state.load(state_file).rollout
+    print(f"declared ({state_file}): " + (describe(declared.as_dict()) if declared else "none"))
+    for member in members:
+        report = ServingReport.read(member.workdir)
+        applied = "not applied" if report is None else describe(report.rollout)
+        print(f"applied by {member.workdir}: {applied}")
+    stopped = False
+    for proxy in proxies:
+        figures = fetch(proxy)
+        if figures is None:
+            print(f"proxy {proxy}: no answer from its operators' listener")
+            continue
+        print(f"proxy {proxy}:")
+        for version, row in figures["figures"]["by_version"].items():
+            print(f"  {version}: {row['uploads_per_minute']} uploads/min, p95 {row['p95_ms']} ms")
+        trial = figures["rollout"]
+        if trial is not None:
+            stopped |= bool(trial["stopped_here"])
+            print(
+                f"  candidate requests {trial['candidate_requests']} "
+                f"({trial['candidate_failures']} failed), shadow comparisons "
+                f"{trial['shadow_compared']}, mean agreement {trial['mean_agreement']}, "
+                f"mean IoU {trial['mean_iou']}"
+            )
+            print(f"  stopped by this proxy: {trial['stopped_here'] or 'no'}")
+    return 1 if stopped else 0
+
+
+def describe(rollout: dict[str, Any] | None) -> str:
+    if not rollout:
+        return "none"
+    return (
+        f"{rollout['version']} as a {rollout['mode']} of {rollout['percent']:g}% "
+        f"(stops above {rollout['max_error_ratio']:.0%} candidate failures or below "
+        f"{rollout['min_agreement']} mean agreement, after {rollout['min_requests']} requests)"
+    )
+
+
+def fetch(proxy: str) -> dict[str, Any] | None:
+    try:
+        with urllib.request.urlopen(f"{proxy.rstrip('/')}/status.json", timeout=10) as answer:
+            return json.load(answer)
+    except (OSError, ValueError, urllib.error.URLError):
+        return None
