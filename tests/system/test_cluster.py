@@ -237,3 +237,20 @@ def throughput(url: str, total: int = 96) -> float:
     answers = load(url, total)
     assert all(a.status == 200 for a in answers)
     return total / (time.monotonic() - started)
+
+
+def test_every_proxy_of_the_fleet_follows_one_rollout(cluster):
+    """A canary started once for the fleet: each instance's proxy carries it out (each reads
+    the trial its own TorchServe's start applied), and one abort ends it everywhere."""
+    everywhere = ("--instances", str(Path(cluster.root) / fleet.INSTANCES_FILE))
+    done = petseg(*everywhere, "models", "register", "petseg.mar", "--workers", "1")
+    assert done.returncode == 0, done.stderr
+    trial = ("rollout", "canary", "1.0", "--percent", "50", "--min-requests", "5000")
+    assert petseg(*everywhere, *trial).returncode == 0
+    session = requests.Session()
+    for member in cluster.members:
+        seen = Counter(segment(session, member.url).version for _ in range(40))
+        assert seen.keys() == {"1.0", NEXT_VERSION}, (member.url, seen)
+    assert petseg(*everywhere, "rollout", "abort").returncode == 0
+    for member in cluster.members:
+        assert {segment(session, member.url).version for _ in range(20)} == {NEXT_VERSION}
