@@ -175,6 +175,8 @@ def _model_table(results: dict, name: str, model: dict) -> list[str]:
             for photo, v in model["proxy_added_ms"].items()
         )
     )
+    if "shadow_cost" in model:
+        lines.append(shadow_line(model["shadow_cost"]))
     for system, by_photo in model["mask_agreement_vs_fp32_eager"].items():
         lines.append(
             f"mask agreement with fp32 eager, {system}: "
@@ -242,3 +244,14 @@ def chart(results: dict, path) -> None:
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def shadow_line(cost: dict) -> str:
+    """What a shadow rollout costs the users of the default version, through the proxy."""
+    none, shadow = cost["none"], cost["shadow"]
+    return (
+        f"shadow rollout of {cost['percent']}%, 500x375, through the proxy: c=1 p50 "
+        f"{none['c1_p50_ms']} -> {shadow['c1_p50_ms']} ms, c=16 "
+        f"{none['c16_images_per_s']} -> {shadow['c16_images_per_s']} images/s "
+        f"({shadow['c16_images_per_s'] / none['c16_images_per_s']:.2f}x)"
+    )

@@ -41,9 +41,11 @@ from bench.naive_baseline import NaiveSegmenter
 from bench.pipeline import PipelineRun, local_handler, pipeline_limit
 from handler.model import build_model
 from handler.spec import SPEC_FILENAME, ModelSpec
+from petseg import state
 from petseg.archive import MODEL_CONFIG, build_archive
 from petseg.demo import external_command, web_environment
 from petseg.launcher import (
+    DEFAULT_ARCHIVE,
     ROOT,
     Instance,
     free_ports,
@@ -52,12 +54,16 @@ from petseg.launcher import (
     unused_ports,
     wait_answering,
 )
+from petseg.reconcile import apply_state
 from torchserve_client import TorchServe
+from torchserve_client.report import Rollout
 
 AGREEMENT_PHOTOS = {"500x375": 8, "4000x3000": 2}
 BURST = (48, 16)
 """The memory check: this many 12 MP photos at this many concurrent clients."""
 JIT_WARMUP = (1500, 16)
+SHADOW_PERCENT = 20
+SHADOW_VERSION = "shadow"
 """Requests (500x375, clients) TorchServe gets before it is measured: its Java frontend spent
 3.8 ms of CPU per request in the first 500 and 1.2 ms after ~1,500 (JIT compilation), and a
 server in production runs warm."""
@@ -305,8 +311,37 @@ def measure_torchserve(model: Model, tmp: Path, work: Workload) -> None:
                 for photo, data in work.photos.items()
             }
             print(f"  proxy's added time at c=1: {model.results['proxy_added_ms']}", flush=True)
+            model.results["shadow_cost"] = shadow_cost(
+                instance, target, work.photos["500x375"], model.export_dir
+            )
+            print(f"  {report.shadow_line(model.results['shadow_cost'])}", flush=True)
     finally:
         stop(instance, process)
+
+
+def shadow_cost(instance: Instance, target: Target, photo: bytes, export_dir: Path) -> dict:
+    """Through the proxy, c=1 p50 and c=16 throughput of the default version with a shadow
+    rollout of SHADOW_PERCENT% running and without: the candidate (the same model, one worker)
+    is registered both times, so only the shadow's own work differs."""
+    build_archive(export_dir, instance.model_store, name="petseg-shadow", version=SHADOW_VERSION)
+    client = instance.client()
+    default = client.default_version()
+    versions = {
+        default: state.VersionSpec(DEFAULT_ARCHIVE),
+        SHADOW_VERSION: state.VersionSpec("petseg-shadow.mar", workers=1),
+    }
+    trial = Rollout(SHADOW_VERSION, "shadow", SHADOW_PERCENT, min_requests=10**9)
+    state_file = instance.workdir / "bench-serving.json"
+    figures = {}
+    for label, rollout in (("none", None), ("shadow", trial)):
+        state.save(state.ServingState(default, versions, rollout), state_file)
+        apply_state(client, state_file, instance.model_store, instance.workdir, durable=True)
+        one, sixteen = measure(target, photo, 100, 1), measure(target, photo, 320, 16)
+        figures[label] = {
+            "c1_p50_ms": one.summary()["p50_ms"],
+            "c16_images_per_s": sixteen.summary()["images_per_s"],
+        }
+    return {"percent": SHADOW_PERCENT, **figures}
 
 
 def measure_in_process(model: Model, settings: dict, device: str, work: Workload, long: bool):
