@@ -32,6 +32,8 @@ METRICS_PORTS = {8082, 5001}
 """TorchServe's metrics, and the web proxy's operators' listener (PETSEG_METRICS_ADDRESS)."""
 ADAPTER_RULES = "prometheus-adapter-rules.yaml"
 BASE = K8S / "base"
+NGINX_CONF = ROOT / "deploy" / "nginx" / "nginx.conf"
+INGRESS_NGINX = "nginx.ingress.kubernetes.io/"
 WRITABLE = {
     "model-server": {"/run/petseg", "/tmp", "/var/lib/petseg/model-store"},
     "web": {"/tmp"},
@@ -228,6 +230,25 @@ def test_make_copies_config_where_kustomize_reads_it(tmp_path: Path) -> None:
     assert stale.read_bytes() == (ROOT / "config" / "model-config.yaml").read_bytes()
     assert make.stdout == ""
     assert "model-config.yaml: copied from config/model-config.yaml" in make.stderr
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_ingress_retries_a_failed_upload_on_another_pod(rendered, overlay: str) -> None:
+    """As the local balancer does (deploy/nginx/nginx.conf): the same failures, POSTs included,
+    with the body buffered so it can be sent again; a bounded number of tries in bounded time;
+    never through the Service's one address (service-upstream), which would leave nginx no
+    other pod to try."""
+    annotations = only(rendered[f"{overlay}+components"], "Ingress")["metadata"]["annotations"]
+    [local] = re.findall(r"^\s*proxy_next_upstream (.+);$", NGINX_CONF.read_text(), re.MULTILINE)
+    retried = annotations[INGRESS_NGINX + "proxy-next-upstream"]
+    assert retried.split() == local.split()
+    assert {"error", "http_503", "non_idempotent"} <= set(retried.split())
+    assert 2 <= int(annotations[INGRESS_NGINX + "proxy-next-upstream-tries"]) <= 5
+    # 0 would let retries begin at any time: an upload could run on every pod in turn.
+    read_timeout = int(annotations[INGRESS_NGINX + "proxy-read-timeout"])
+    assert 0 < int(annotations[INGRESS_NGINX + "proxy-next-upstream-timeout"]) < read_timeout
+    assert annotations[INGRESS_NGINX + "proxy-request-buffering"] == "on"
+    assert annotations.get(INGRESS_NGINX + "service-upstream", "false") == "false"
 
 
 @pytest.mark.parametrize("target", TARGETS)
