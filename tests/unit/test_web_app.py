@@ -79,6 +79,18 @@ def test_unknown_routes_and_methods_answer_json(offline_client):
         assert response.status_code in (404, 405) and "message" in response.get_json()
 
 
+@pytest.mark.parametrize(
+    ("path", "allowed"),
+    [("/api/segment", {"POST", "OPTIONS"}), ("/api/health", {"GET", "HEAD", "OPTIONS"})],
+)
+def test_a_wrong_method_is_told_the_right_ones(offline_client, path, allowed):
+    """A 405 names the methods the route answers (RFC 9110), in the JSON errors' form."""
+    response = offline_client.delete(path)
+    assert response.status_code == 405 and response.content_type == "application/json"
+    assert set(response.headers["Allow"].split(", ")) == allowed
+    assert response.get_json()["code"] == 405
+
+
 def test_settings_come_from_prefixed_environment():
     assert settings_from_env(
         {"PETSEG_TIMEOUT_S": "2.5", "PETSEG_MODEL_NAME": "x", "OTHER": "1"}
