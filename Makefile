@@ -26,7 +26,7 @@ IMAGE_ARGS ?=
 HANDLER_FILES := $(shell find handler -type f -not -path '*/__pycache__/*')
 
 .PHONY: help setup run train-demo train evaluate archive serve stop bench browser prometheus containers \
-	image image-run image-stop kubectl manifests balancer cluster cluster-stop lint format test clean
+	image image-run image-stop kubectl k8s-config manifests balancer cluster cluster-stop lint format test clean
 
 help:
 	@echo "make run          the demo: model (trained if missing), TorchServe and the web page"
@@ -42,6 +42,7 @@ help:
 	@echo "make image        the model-server and web images (podman), from $(EXPORT_DIR)"
 	@echo "make image-run    both in a pod, the page on 127.0.0.1:$(POD_PORT); make image-stop"
 	@echo "make manifests [OVERLAY=gpu]  the Kubernetes manifests, rendered (deploy/k8s)"
+	@echo "make k8s-config  copy config/ into deploy/k8s/base/config (manifests does it first)"
 	@echo "make test         run the test suite"
 	@echo "make lint         ruff check + format check"
 
@@ -157,11 +158,21 @@ kubectl: | $(STAMP)
 	@$(KUBECTL) version --client 2>/dev/null | grep -q '^Kustomize Version: v5' || \
 		$(PY) -m pip install --quiet --require-hashes -r deploy/k8s/kubectl-requirements.txt
 
-# config/ lies outside the kustomization: hence the load restrictor (README "Deploying on
-# Kubernetes"). make manifests OVERLAY=gpu | kubectl apply -f -
+# The ConfigMap's files: copies of config/ beside the base kustomization, which kustomize reads
+# only from its own folder (deploy/k8s/base/kustomization.yaml says why). Copied when they
+# differ, with a note on stderr: stdout is the manifests.
+K8S_CONFIG := $(wildcard deploy/k8s/base/config/*)
+k8s-config:
+	@for copy in $(K8S_CONFIG); do \
+		source=config/$${copy##*/}; \
+		cmp -s $$source $$copy || { cp $$source $$copy && echo "$$copy: copied from $$source" >&2; }; \
+	done
+
+# make manifests OVERLAY=gpu | kubectl apply -f -   (or, with the copies up to date, kubectl
+# apply -k deploy/k8s/overlays/gpu)
 OVERLAY ?= cpu
-manifests: kubectl
-	@$(KUBECTL) kustomize --load-restrictor LoadRestrictionsNone deploy/k8s/overlays/$(OVERLAY)
+manifests: kubectl k8s-config
+	@$(KUBECTL) kustomize deploy/k8s/overlays/$(OVERLAY)
 
 # Debian's nginx: the balancer of `make cluster` and of the cluster tests.
 balancer:

@@ -1,5 +1,5 @@
 """The JSON API the page calls: POST /api/segment (proxied to TorchServe), GET /api/model (the
-model card) and GET /api/health.
+model card) and GET /api/health; GET /api/openapi.json describes them (frontend_server.openapi).
 
 The client builds every TorchServe URL itself, for the configured model only: nothing a client
 sends can address management or metrics, another model, or a version TorchServe does not hold.
@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import functools
 import io
+import json
 from collections.abc import Callable
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
-from frontend_server import upstream
+from frontend_server import openapi, upstream
 from frontend_server.errors import error_response
 from frontend_server.rollout import Trial
 from handler.protocol import (
@@ -116,3 +117,11 @@ def health() -> Response:
     response = jsonify(status.as_dict())
     response.status_code = 200 if status.ready else 503
     return response
+
+
+@bp.get("/openapi.json")
+def openapi_document() -> Response:
+    """The OpenAPI 3.1 description of these routes, in the order it is written (jsonify would
+    sort its keys), with this app's upload limit."""
+    document = openapi.document(current_app.config["MAX_UPLOAD_MB"])
+    return Response(json.dumps(document), mimetype="application/json")

@@ -37,7 +37,13 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:
-        return error_response(exc.code or 500, exc.description or exc.name)
+        response = error_response(exc.code or 500, exc.description or exc.name)
+        # The exception's own headers but its HTML type: a 405's Allow above all (RFC 9110
+        # requires it), the methods the route does answer.
+        for name, value in exc.get_headers():
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception) -> Response:

@@ -33,6 +33,7 @@ from waitress.adjustments import Adjustments
 from waitress.channel import HTTPChannel
 from waitress.parser import HTTPRequestParser
 from waitress.server import TcpWSGIServer
+from waitress.task import ErrorTask
 from waitress.utilities import Error
 
 from frontend_server.errors import RETRY_AFTER_S
@@ -121,8 +122,19 @@ class SpoolFull(Error):
     code = 503
     reason = "Service Unavailable"
 
-    def to_response(self, ident: str | None = None) -> tuple[str, list[tuple[str, str]], bytes]:
-        return answer(self.code, self.reason, self.body)
+
+class Refusal(ErrorTask):
+    """What waitress answers to a request it refuses before the app runs (a malformed request,
+    headers or a body over their caps, ``SpoolFull``, a failure of the server itself): its
+    status and message as JSON, like the app's own errors, where waitress writes plain text."""
+
+    def execute(self) -> None:
+        error = self.request.error
+        self.status, headers, body = answer(error.code, error.reason, error.body)
+        self.response_headers.extend(headers)
+        self.set_close_on_finish()
+        self.content_length = len(body)
+        self.write(body)
 
 
 class SpoolBudget:
@@ -181,10 +193,12 @@ class Request(HTTPRequestParser):
 
 
 class Channel(HTTPChannel):
-    """A connection whose requests are ``Request``s; it frees the one under way when closed
-    (waitress leaves that to the garbage collector: its temporary file, and its budget)."""
+    """A connection whose requests are ``Request``s, refused as ``Refusal``s; it frees the one
+    under way when closed (waitress leaves that to the garbage collector: its temporary file,
+    and its budget)."""
 
     server: Server
+    error_task_class = Refusal
 
     def parser_class(self, adj: Adjustments) -> Request:  # waitress calls self.parser_class(adj)
         return Request(adj, self.server.spool)
@@ -293,8 +307,8 @@ def make_server(app: Flask, host: str, port: int, threads: int = 16) -> Server:
     waitress receives a whole request body (chunked ones too) before the app runs, in memory up
     to ``INBUF_OVERFLOW`` and then in a temporary file. Its cap per request is twice the app's
     own upload limit: bodies over the app's limit get the app's JSON 413, and beyond the cap
-    waitress answers a plain-text 413 while the body is still arriving. All bodies together
-    are held to ``SPOOL_BUDGET_UPLOADS`` caps.
+    the server answers 413 (JSON too, ``Refusal``) while the body is still arriving. All bodies
+    together are held to ``SPOOL_BUDGET_UPLOADS`` caps.
     """
     body_cap = 2 * app.config["MAX_CONTENT_LENGTH"]
     return Server(

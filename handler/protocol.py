@@ -45,8 +45,9 @@ log, TorchServe's access log and the handler's log all carry it. (TorchServe ans
 REQUEST_ID_PARAM = "request_id"
 """The same id as a query parameter of the prediction URL: TorchServe's access log records the
 URL and no header, and no query parameter reaches the handler, so it changes nothing else."""
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._:@+=/-]{1,128}")
+REQUEST_ID_PATTERN = r"[A-Za-z0-9._:@+=/-]{1,128}"
 """UUIDs, W3C trace ids, base64 and the like; nothing that could break a log line or a URL."""
+_REQUEST_ID = re.compile(REQUEST_ID_PATTERN)
 _IMAGE_TYPE = re.compile(r"image/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}", re.IGNORECASE)
 """image/<subtype> with the characters RFC 6838 allows in a subtype name."""
 MODEL_VERSION_HEADER = "X-Petseg-Model-Version"

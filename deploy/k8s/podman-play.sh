@@ -34,7 +34,7 @@ images:
   - {name: petseg-model-server, newName: localhost/petseg-model-server, newTag: "$tag"}
   - {name: petseg-web, newName: localhost/petseg-web, newTag: "$tag"}
 EOF
-"$kubectl" kustomize --load-restrictor LoadRestrictionsNone "$work" >"$work/pod.yaml"
+"$kubectl" kustomize "$work" >"$work/pod.yaml"
 cleanup() {
     podman kube down "$work/pod.yaml" >/dev/null 2>&1 || true
     # kube down leaves the volumes podman made for the ConfigMaps.

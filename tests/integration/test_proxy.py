@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from frontend_server import create_app
-from handler.protocol import OUTPUTS, REQUEST_ID_HEADER
+from handler.protocol import MODEL_VERSION_HEADER, OUTPUTS, REQUEST_ID_HEADER
 from petseg.demo import web_settings
 from tests.support import images
 from tests.support.logs import wait_for_line
@@ -33,6 +33,17 @@ def test_segment_through_the_proxy(client):
     mask = upload(client, images.png(64, 48), "a.png", output="mask")
     assert mask.content_type == "image/png"
     assert Image.open(io.BytesIO(mask.data)).size == (64, 48)
+
+
+def test_answers_name_the_model_version_that_made_them(client):
+    """A mask or an overlay has no JSON to say which version made it: the header does, on the
+    handler's errors too; the proxy's own errors, which no model saw, carry none."""
+    for output in OUTPUTS:
+        response = upload(client, images.jpeg(), output=output)
+        assert response.status_code == 200 and response.headers[MODEL_VERSION_HEADER] == "1.0"
+    refused = upload(client, b"junk")
+    assert refused.status_code == 415 and refused.headers[MODEL_VERSION_HEADER] == "1.0"
+    assert MODEL_VERSION_HEADER not in upload(client, b"x", field="wrong").headers
 
 
 def test_health_reports_ready_workers(client):

@@ -1,4 +1,5 @@
-"""Test images made on the fly: every format and defect the handler must cope with."""
+"""Test images: made on the fly, in every format and with every defect the handler must cope
+with, and the page's sample photos."""
 
 from __future__ import annotations
 
@@ -6,9 +7,14 @@ import base64
 import io
 import struct
 import zlib
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+SAMPLES = Path(__file__).resolve().parents[2] / "frontend_server" / "static" / "samples"
+SAMPLE_PHOTOS = tuple(path.read_bytes() for path in sorted(SAMPLES.glob("*.jpg")))
+"""The page's sample photos (a cat, a dog, two dogs), JPEG."""
 
 
 def photo(width: int = 160, height: int = 120, seed: int = 0) -> Image.Image:

@@ -30,8 +30,10 @@ def kubectl() -> str:
 
 
 def kustomize(folder: Path) -> list[dict]:
+    """``folder`` rendered as `kubectl apply -k` renders it: no flags, kustomize's default load
+    restrictor (files from within each kustomization only)."""
     result = subprocess.run(
-        [kubectl(), "kustomize", "--load-restrictor", "LoadRestrictionsNone", str(folder)],
+        [kubectl(), "kustomize", str(folder)],
         capture_output=True,
         text=True,
         timeout=60,

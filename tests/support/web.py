@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from flask import Flask
 
+from frontend_server import create_app
+from frontend_server.wsgi import make_server
 from petseg.launcher import free_ports
 
 SECURITY_HEADERS = {
@@ -51,3 +56,17 @@ def upload(client, data: bytes, name: str = "cat.jpg", output: str | None = None
 def sample(app: Flask, name: str, **labels: str) -> float:
     """A value of the app's metrics (0 for a series that does not exist yet)."""
     return app.extensions["metrics"].registry.get_sample_value(name, labels) or 0.0
+
+
+@contextlib.contextmanager
+def serving(config: dict[str, Any]) -> Iterator[tuple[str, str | None]]:
+    """The app under its production server: (public URL, operators' URL or None)."""
+    server = make_server(create_app(config), "127.0.0.1", 0, threads=4)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    operator = server.operator and f"http://127.0.0.1:{server.operator.effective_port}"
+    try:
+        yield f"http://127.0.0.1:{server.effective_port}", operator
+    finally:
+        server.close()
+        thread.join(timeout=10)

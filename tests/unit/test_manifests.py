@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import subprocess
 import zipfile
 from pathlib import Path
 
@@ -30,6 +31,9 @@ WEB_PORT = 5000
 METRICS_PORTS = {8082, 5001}
 """TorchServe's metrics, and the web proxy's operators' listener (PETSEG_METRICS_ADDRESS)."""
 ADAPTER_RULES = "prometheus-adapter-rules.yaml"
+BASE = K8S / "base"
+NGINX_CONF = ROOT / "deploy" / "nginx" / "nginx.conf"
+INGRESS_NGINX = "nginx.ingress.kubernetes.io/"
 WRITABLE = {
     "model-server": {"/run/petseg", "/tmp", "/var/lib/petseg/model-store"},
     "web": {"/tmp"},
@@ -41,12 +45,11 @@ WRITABLE = {
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict]]:
     targets = {name: kustomize(K8S / "overlays" / name) for name in OVERLAYS}
-    # Components go into a copy of each overlay (config/ beside it, where the base looks).
-    copy = tmp_path_factory.mktemp("repo")
-    shutil.copytree(ROOT / "config", copy / "config")
-    shutil.copytree(K8S, copy / "deploy" / "k8s")
+    # Components go into a copy of each overlay: deploy/k8s holds all that kustomize reads.
+    copy = tmp_path_factory.mktemp("repo") / "k8s"
+    shutil.copytree(K8S, copy)
     for name in OVERLAYS:
-        path = copy / "deploy" / "k8s" / "overlays" / name / "kustomization.yaml"
+        path = copy / "overlays" / name / "kustomization.yaml"
         kustomization = yaml.safe_load(path.read_text())
         kustomization["components"] = [f"../../components/{c}" for c in COMPONENTS]
         path.write_text(yaml.safe_dump(kustomization))
@@ -189,12 +192,63 @@ def test_every_configmap_value_comes_from_config(rendered, target: str) -> None:
     for config_map in config_maps:
         assert "binaryData" not in config_map
         for key, value in config_map["data"].items():
-            assert value == (ROOT / "config" / key).read_text(), key
+            assert value == (ROOT / "config" / key).read_text(), f"{key}: run `make k8s-config`"
     names = {c["metadata"]["name"] for c in config_maps}
     mounted = {
         v["configMap"]["name"] for v in pod_spec(rendered[target])["volumes"] if "configMap" in v
     }
     assert mounted == names  # by its hashed name: a change in config/ rolls the pods
+
+
+def test_kustomize_reads_copies_of_config_and_nothing_else() -> None:
+    """kustomize reads only files within the base (its kustomization says why): copies of
+    config/, each equal to its source, and no copy that the ConfigMap leaves out."""
+    [generator] = yaml.safe_load((BASE / "kustomization.yaml").read_text())["configMapGenerator"]
+    read = sorted(generator["files"])
+    assert read == sorted(str(path.relative_to(BASE)) for path in (BASE / "config").iterdir())
+    for name in read:
+        source = ROOT / "config" / Path(name).name
+        assert (BASE / name).read_bytes() == source.read_bytes(), f"{name}: run `make k8s-config`"
+
+
+def test_make_copies_config_where_kustomize_reads_it(tmp_path: Path) -> None:
+    """`make k8s-config` (run by `make manifests`) brings a stale copy back to config/'s file,
+    saying so on stderr only: `make manifests | kubectl apply -f -` reads stdout."""
+    shutil.copy(ROOT / "Makefile", tmp_path)
+    shutil.copytree(ROOT / "config", tmp_path / "config")
+    shutil.copytree(BASE / "config", tmp_path / BASE.relative_to(ROOT) / "config")
+    stale = tmp_path / BASE.relative_to(ROOT) / "config" / "model-config.yaml"
+    stale.write_text("batchSize: 1\n")
+    make = subprocess.run(
+        ["make", "--no-print-directory", "k8s-config"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert make.returncode == 0, make.stderr
+    assert stale.read_bytes() == (ROOT / "config" / "model-config.yaml").read_bytes()
+    assert make.stdout == ""
+    assert "model-config.yaml: copied from config/model-config.yaml" in make.stderr
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_ingress_retries_a_failed_upload_on_another_pod(rendered, overlay: str) -> None:
+    """As the local balancer does (deploy/nginx/nginx.conf): the same failures, POSTs included,
+    with the body buffered so it can be sent again; a bounded number of tries in bounded time;
+    never through the Service's one address (service-upstream), which would leave nginx no
+    other pod to try."""
+    annotations = only(rendered[f"{overlay}+components"], "Ingress")["metadata"]["annotations"]
+    [local] = re.findall(r"^\s*proxy_next_upstream (.+);$", NGINX_CONF.read_text(), re.MULTILINE)
+    retried = annotations[INGRESS_NGINX + "proxy-next-upstream"]
+    assert retried.split() == local.split()
+    assert {"error", "http_503", "non_idempotent"} <= set(retried.split())
+    assert 2 <= int(annotations[INGRESS_NGINX + "proxy-next-upstream-tries"]) <= 5
+    # 0 would let retries begin at any time: an upload could run on every pod in turn.
+    read_timeout = int(annotations[INGRESS_NGINX + "proxy-read-timeout"])
+    assert 0 < int(annotations[INGRESS_NGINX + "proxy-next-upstream-timeout"]) < read_timeout
+    assert annotations[INGRESS_NGINX + "proxy-request-buffering"] == "on"
+    assert annotations.get(INGRESS_NGINX + "service-upstream", "false") == "false"
 
 
 @pytest.mark.parametrize("target", TARGETS)

@@ -3,12 +3,9 @@ page's figures."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 import socket
-import threading
-from collections.abc import Iterator
 
 import pytest
 import requests
@@ -19,24 +16,10 @@ from frontend_server.operator import parse_address
 from frontend_server.status import StatusWindow, quantile
 from frontend_server.wsgi import make_server
 from tests.support import images
-from tests.support.web import SECURITY_HEADERS, offline_config, security_headers
+from tests.support.web import SECURITY_HEADERS, offline_config, security_headers, serving
 from torchserve_client import Health
 
 KEYS = {"inference": "inference-secret-1", "management": "mgmt-secret-2", "API": "api-secret-3"}
-
-
-@contextlib.contextmanager
-def serving(config: dict) -> Iterator[tuple[str, str | None]]:
-    """The app under its production server: (public URL, operators' URL or None)."""
-    server = make_server(create_app(config), "127.0.0.1", 0, threads=4)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    operator = server.operator and f"http://127.0.0.1:{server.operator.effective_port}"
-    try:
-        yield f"http://127.0.0.1:{server.effective_port}", operator
-    finally:
-        server.close()
-        thread.join(timeout=10)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,13 @@ import pytest
 
 from frontend_server import create_app, settings_from_env
 from tests.support import images
-from tests.support.web import SECURITY_HEADERS, offline_config, security_headers, upload
+from tests.support.web import (
+    SECURITY_HEADERS,
+    offline_config,
+    security_headers,
+    serving,
+    upload,
+)
 
 
 @pytest.fixture
@@ -77,6 +83,40 @@ def test_unknown_routes_and_methods_answer_json(offline_client):
         offline_client.get("/api/../metrics"),
     ):
         assert response.status_code in (404, 405) and "message" in response.get_json()
+
+
+@pytest.mark.parametrize(
+    ("path", "allowed"),
+    [("/api/segment", {"POST", "OPTIONS"}), ("/api/health", {"GET", "HEAD", "OPTIONS"})],
+)
+def test_a_wrong_method_is_told_the_right_ones(offline_client, path, allowed):
+    """A 405 names the methods the route answers (RFC 9110), in the JSON errors' form."""
+    response = offline_client.delete(path)
+    assert response.status_code == 405 and response.content_type == "application/json"
+    assert set(response.headers["Allow"].split(", ")) == allowed
+    assert response.get_json()["code"] == 405
+
+
+@pytest.mark.parametrize(
+    ("sent", "status"),
+    [
+        (b"POST /api/segment HTTP/1.1\r\nHost: a\r\nContent-Length: 1000000000\r\n\r\n", 413),
+        (b"GET /api/health HTTP/1.1\r\nHost: a\r\nno colon in this header\r\n\r\n", 400),
+    ],
+    ids=["body-over-the-servers-cap", "malformed"],
+)
+def test_what_the_server_refuses_before_the_app_is_json_too(tmp_path, sent, status):
+    """waitress's own refusals, which its plain text would leave a client unable to parse."""
+    with serving(offline_config(tmp_path, MAX_UPLOAD_MB=0.05)) as (url, _):
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as connection:
+            connection.sendall(sent)
+            reply = b"".join(iter(lambda: connection.recv(65536), b""))
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.split(b" ")[1] == str(status).encode()
+    assert b"\r\nContent-Type: application/json\r\n" in head
+    answer = json.loads(body)
+    assert answer["code"] == status and answer["message"]
 
 
 def test_settings_come_from_prefixed_environment():
