@@ -17,6 +17,8 @@ import yaml
 
 from frontend_server.metrics import LATENCY_BUCKETS
 from frontend_server.status import quantile
+from petseg.archive import build_archive
+from petseg.reconcile import apply_state
 from tests.support import images
 from tests.support.prometheus import CONFIG_DIR, running_prometheus
 from tests.support.stack import running_web
@@ -142,8 +144,35 @@ def dashboard_queries() -> list[tuple[str, str]]:
     ]
 
 
+@pytest.fixture(scope="module")
+def trial_traffic(monitored, traffic, server, model_store, tiny_export, tmp_path_factory):
+    """After the uploads above: a shadow rollout of a second version (1.9, the same weights)
+    over 20 more photos, until Prometheus has their comparisons; the session's TorchServe is
+    brought back to its own state afterwards."""
+    web, prometheus = monitored
+    build_archive(tiny_export, model_store, name="petseg-trial", version="1.9")
+    trial = tmp_path_factory.mktemp("trial") / "serving.json"
+    versions = {
+        "1.0": {"archive": "petseg.mar"},
+        "1.9": {"archive": "petseg-trial.mar", "workers": 1},
+    }
+    rollout = {"version": "1.9", "mode": "shadow", "percent": 100, "min_requests": 10**6}
+    trial.write_text(json.dumps({"default": "1.0", "versions": versions, "rollout": rollout}))
+    client = server.client()
+    apply_state(client, trial, model_store, server.workdir, durable=True)
+    try:
+        for i in range(20):
+            assert upload(web.url, "ok", i)[0] == 200
+        prometheus.wait_for(
+            "sum(petseg_rollout_shadow_agreement_count) or vector(0)", lambda n: n >= 10
+        )
+        yield
+    finally:
+        apply_state(client, server.workdir / "serving.json", model_store, server.workdir, True)
+
+
 @pytest.mark.parametrize(("title", "expr"), dashboard_queries())
-def test_every_dashboard_query_runs_and_finds_data(monitored, traffic, title, expr):
+def test_every_dashboard_query_runs_and_finds_data(monitored, trial_traffic, title, expr):
     _, prometheus = monitored
     query = expr.replace("$__rate_interval", "1m").replace("$version", ".*")
     assert prometheus.query(query), f"{title}: no data for {query}"
