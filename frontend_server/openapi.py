@@ -433,7 +433,7 @@ def document(max_upload_mb: float) -> Schema:
             "title": "petseg web API",
             "version": VERSION,
             "description": "Cats and dogs segmented by petseg's model in TorchServe, through "
-            "its web proxy (README: The web page and its API). Every error is JSON with a "
+            "its web proxy (docs/web-api.md). Every error is JSON with a "
             "code and a message.",
         },
         "paths": {

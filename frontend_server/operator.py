@@ -4,7 +4,7 @@ figures), on an address of their own, ``METRICS_ADDRESS`` (``PETSEG_METRICS_ADDR
 The public app has no such routes, so no path trick on the public port (``/api/../metrics``,
 ``%2e%2e``, an absolute URL in the request line) can reach them: there is nothing to reach.
 Bind the listener to loopback (`petseg run`: 127.0.0.1:5001), or in a cluster to the pod's
-address on a port that only the monitoring namespace may reach (README "Monitoring"). What it
+address on a port that only the monitoring namespace may reach (docs/monitoring.md). What it
 serves holds counts, timings, version strings and what TorchServe could not serve of its state
 (archive names, never a key, a URL or a path).
 """

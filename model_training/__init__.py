@@ -1,1 +1,1 @@
-"""Training half of petseg: data, model, training, evaluation and export (see README)."""
+"""Training half of petseg: data, model, training, evaluation and export (see docs/training.md)."""

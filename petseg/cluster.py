@@ -1,6 +1,6 @@
 """Several petseg instances behind nginx on one machine: what a cluster does, with real processes.
 
-An instance is what a Kubernetes pod holds (README "Deploying"): a TorchServe and the web proxy
+An instance is what a Kubernetes pod holds (docs/containers-and-kubernetes.md): a TorchServe and the web proxy
 beside it, which reads that TorchServe's key file. nginx balances over the proxies, drops an
 instance that fails (passive health checks) and sends a failed request to another one.
 Every instance applies the cluster's one serving state before it joins the balancer (a new

@@ -6,7 +6,7 @@
 # capabilities, the emptyDirs and the ConfigMap mounted, the start command as written) and
 # ignores the other kinds, the probes' timing and preStop. Waits for the readiness probe's
 # command, sends one photo through the web container, shows what TorchServe runs, and takes the
-# pod down. Render from the commit the images were built from (README "Deploying on Kubernetes").
+# pod down. Render from the commit the images were built from (docs/containers-and-kubernetes.md).
 set -euo pipefail
 
 tag=${1:-latest}

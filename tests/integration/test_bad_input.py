@@ -139,7 +139,7 @@ def test_through_the_proxy(proxy, case):
 
 
 def test_form_urlencoded_bytes_are_refused_by_the_proxy(proxy):
-    # Sent directly, these make TorchServe's Java frontend answer 500 (see README).
+    # Sent directly, these make TorchServe's Java frontend answer 500 (see docs/guarantees.md).
     response = requests.post(
         f"{proxy}/api/segment",
         data=images.jpeg(),

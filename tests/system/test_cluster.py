@@ -3,7 +3,7 @@ fleet management, a rolling replacement with a new model version, and the loss o
 instance under load, then its replacement converging to the fleet's state.
 
 Every proof counts what clients saw and reads nginx's access log, which names the instance(s)
-each request went to. Figures are printed for the README, not asserted as timings.
+each request went to. Figures are printed for docs/several-instances.md, not asserted as timings.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """deploy/k8s: every overlay renders with kustomize (kubectl's), every object validates strictly
 against Kubernetes 1.30 and 1.37 (kubernetes-validate's bundled schemas), and the manifests keep
 petseg's own rules. Offline and without an API server: what a cluster would do with them is not
-proved here (README "Deploying on Kubernetes").
+proved here (docs/containers-and-kubernetes.md).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from tests.support.manifests import K8S, ROOT, containers, kustomize, only, pod_
 OVERLAYS = ("cpu", "gpu")
 COMPONENTS = tuple(sorted(path.name for path in (K8S / "components").iterdir()))
 TARGETS = (*OVERLAYS, *(f"{name}+components" for name in OVERLAYS))
-"""Each overlay as it is, and with every component added to it, as the README says to."""
+"""Each overlay as it is, and with every component added to it, as docs/containers-and-kubernetes.md says to."""
 KUBERNETES = ("1.30.0", "1.37.0")
 CUSTOM_KINDS = {("monitoring.coreos.com/v1", "PodMonitor")}
 """CRDs: no schema here knows them, so only our rules check them."""
