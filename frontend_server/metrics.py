@@ -7,11 +7,10 @@ for servers that fork workers, such as gunicorn, and is not needed. Each app has
 its own rather than the library's global one, so that several apps in one process (the tests)
 never share or collide.
 
-Buckets come from `make bench` (docs/performance.md): at 1 client a 500x375 upload takes 50 ms (p95 57-64),
-at 4 clients ~100 ms (p95 105-136), at 16 clients 210-250 ms (p95 280-360), a 12-megapixel
-photo 0.35-6 s, and the timeout is 60 s. The buckets are dense from 10 ms to 400 ms, where
-those figures and an SLO of 1 s fall, so histogram_quantile() lands within ~15% there, and
-coarse beyond.
+Buckets follow what `make bench` measures (docs/performance.md): uploads of ordinary photos take
+tens to a few hundred milliseconds from 1 to 16 clients, a 12-megapixel photo up to seconds, and
+the timeout is 60 s. The buckets are dense from 10 ms to 400 ms, where those and an SLO of 1 s
+fall, so histogram_quantile() lands within ~15% there, and coarse beyond.
 """
 
 from __future__ import annotations

@@ -47,8 +47,8 @@ waitress's default of 100 was exhausted by 16 clients opening a connection per r
 (tests/system/test_reliability.py). More connections make a slow-loris flood costlier. Each
 costs at most ``MAX_HEADER_BYTES`` + ``INBUF_OVERFLOW`` of memory (2,000 such took the RSS from
 40 to 136 MB) and up to ``FDS_PER_CONNECTION`` descriptors; poll()'s bookkeeping per loop grows with
-them, yet uploads beside 2,000 open connections took 50 ms as in quiet (docs/guarantees.md, measured by
-tests/system/test_slow_clients.py)."""
+them, yet uploads beside 2,000 open connections took 50 ms as in quiet (docs/guarantees.md,
+measured by tests/system/test_slow_clients.py)."""
 FDS_PER_CONNECTION = 3
 """The socket, the temporary file of a spooled body, that of a large buffered answer."""
 RESERVED_FDS = 64

@@ -1,8 +1,9 @@
 """Several petseg instances behind nginx on one machine: what a cluster does, with real processes.
 
-An instance is what a Kubernetes pod holds (docs/containers-and-kubernetes.md): a TorchServe and the web proxy
-beside it, which reads that TorchServe's key file. nginx balances over the proxies, drops an
-instance that fails (passive health checks) and sends a failed request to another one.
+An instance is what a Kubernetes pod holds (docs/containers-and-kubernetes.md): a TorchServe
+and the web proxy beside it, which reads that TorchServe's key file. nginx balances over the
+proxies, drops an instance that fails (passive health checks) and sends a failed request to
+another one.
 Every instance applies the cluster's one serving state before it joins the balancer (a new
 one, a replacement in a roll, one that replaces a dead instance), so none drifts from the rest.
 `petseg cluster start|stop|roll|heal` (`make cluster N=2`, `make cluster-stop`) and the suite's
@@ -29,6 +30,7 @@ from petseg.launcher import (
     ROOT,
     Instance,
     bring_up,
+    fill,
     free_ports,
     start,
     stop,
@@ -210,9 +212,7 @@ def render_nginx(cluster: Cluster, drained: set[int] = frozenset()) -> Path:
         "TRIES": max(2, len(cluster.members)),
         "MAX_BODY_MB": math.ceil(WEB_DEFAULTS["MAX_UPLOAD_MB"]) + 1,
     }
-    text = NGINX_TEMPLATE.read_text()
-    for name, value in values.items():
-        text = text.replace(f"@{name}@", str(value))
+    text = fill(NGINX_TEMPLATE, values)
     prefix = Path(cluster.root) / "nginx"
     (prefix / "body").mkdir(parents=True, exist_ok=True)
     (prefix / "nginx.conf").write_text(text)

@@ -135,7 +135,7 @@ def render_config(instance: Instance, host: str = LOOPBACK) -> Path:
         ALLOWED_URLS="file://" + re.escape(str(store)) + r"/[A-Za-z0-9_.-]+\.mar",
         METRICS_CONFIG=METRICS_CONFIG,
     )
-    text = re.sub(r"@([A-Z_]+)@", lambda m: str(values[m.group(1)]), CONFIG_TEMPLATE.read_text())
+    text = fill(CONFIG_TEMPLATE, values)
     for key, value in instance.overrides.items():
         text, found = re.subn(rf"(?m)^{re.escape(key)}=.*$", f"{key}={value}", text)
         if not found:
@@ -144,6 +144,19 @@ def render_config(instance: Instance, host: str = LOOPBACK) -> Path:
     path = instance.workdir / "config.properties"
     path.write_text(text)
     return path
+
+
+def fill(template: Path, values: dict[str, object]) -> str:
+    """``template``'s text with each @NAME@ replaced by ``values[NAME]``: the one way the tools
+    render a config file of another program (TorchServe's, nginx's)."""
+
+    def value(match: re.Match) -> str:
+        name = match.group(1)
+        if name not in values:
+            raise KeyError(f"{template} has @{name}@, which nothing fills in")
+        return str(values[name])
+
+    return re.sub(r"@([A-Z_]+)@", value, template.read_text())
 
 
 def render_log_config(workdir: Path) -> Path:

@@ -400,9 +400,9 @@ def test_slow_large_uploads_stay_within_the_spool_budget(server, tmp_path):
 
 
 def test_the_same_flood_against_torchserve_directly_is_recorded(server, record_property):
-    """What TorchServe's own (netty) frontend does with slow clients, for docs/guarantees.md: it has no
-    deadline for slow requests and no connection limit; recorded here, not asserted, except that
-    it still serves afterwards."""
+    """What TorchServe's own (netty) frontend does with slow clients, for docs/guarantees.md: it
+    has no deadline for slow requests and no connection limit; recorded here, not asserted,
+    except that it still serves afterwards."""
     java = next(
         c.pid
         for c in psutil.net_connections("tcp")

@@ -21,7 +21,8 @@ from tests.support.manifests import K8S, ROOT, containers, kustomize, only, pod_
 OVERLAYS = ("cpu", "gpu")
 COMPONENTS = tuple(sorted(path.name for path in (K8S / "components").iterdir()))
 TARGETS = (*OVERLAYS, *(f"{name}+components" for name in OVERLAYS))
-"""Each overlay as it is, and with every component added to it, as docs/containers-and-kubernetes.md says to."""
+"""Each overlay as it is, and with every component added to it, as
+docs/containers-and-kubernetes.md says to."""
 KUBERNETES = ("1.30.0", "1.37.0")
 CUSTOM_KINDS = {("monitoring.coreos.com/v1", "PodMonitor")}
 """CRDs: no schema here knows them, so only our rules check them."""
