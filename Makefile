@@ -19,7 +19,7 @@ TRAIN_ARGS ?=
 # its page's port on 127.0.0.1; more build options, e.g. IMAGE_ARGS='--flavour cpu'.
 IMAGE_TAG  ?= latest
 POD        ?= petseg
-POD_PORT   ?= 5001
+POD_PORT   ?= 5080
 IMAGE_ARGS ?=
 # The archive is the handler package, whole: any change in it rebuilds the .mar; the operator's
 # tools (petseg/) and the web app do not.

@@ -2,7 +2,7 @@
 `make image-stop` call this, and so do the container tests.
 
     python -m deploy.images build [--tag latest] [--flavour cuda] [--export-dir exported/petseg]
-    python -m deploy.images run [--tag latest] [--name petseg] [--port 5001]
+    python -m deploy.images run [--tag latest] [--name petseg] [--port 5080]
     python -m deploy.images stop [--name petseg]
 
 `run` starts one pod, as a Kubernetes pod would hold them: the model server and the web app share
@@ -160,7 +160,7 @@ def ensure_wheelhouse(flavour: str) -> Path:
     return folder
 
 
-def run(pod: str = "petseg", tag: str = "latest", port: int = 5001, timeout: float = 300) -> str:
+def run(pod: str = "petseg", tag: str = "latest", port: int = 5080, timeout: float = 300) -> str:
     """Start both images in a new pod; once the page can segment, its URL."""
     if podman("pod", "exists", pod, check=False).returncode == 0:
         raise RuntimeError(f"pod {pod} exists already: stop it first (`make image-stop`)")
@@ -256,7 +256,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     build_cmd.add_argument("--base", default=BASE_IMAGE, help="base image (default: %(default)s)")
     build_cmd.add_argument("--export-dir", type=Path, default=BuildOptions.export_dir)
     run_cmd = commands.add_parser("run", help="start both in a pod, wait until ready")
-    run_cmd.add_argument("--port", type=int, default=5001, help="the page's port on 127.0.0.1")
+    run_cmd.add_argument("--port", type=int, default=5080, help="the page's port on 127.0.0.1")
     run_cmd.add_argument("--timeout", type=float, default=300, help="seconds to wait for ready")
     for command in (build_cmd, run_cmd):
         command.add_argument("--tag", default=BuildOptions.tag)
