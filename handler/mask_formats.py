@@ -1,7 +1,7 @@
 """A class mask as the formats other tools read: COCO RLE and polygons with holes.
 
 Both are exact at the photo's own size. RLE is COCO's compressed string, the counts running
-down the columns (as pycocotools' ``mask.decode`` expects). Polygons follow the pixel edges, so
+down the columns, written by pycocotools itself. Polygons follow the pixel edges, so
 filling them back (pixel centres inside the outer ring and outside its holes) gives the mask
 again; a tolerance > 0 simplifies each ring (Douglas-Peucker) for smaller answers.
 """
@@ -9,6 +9,7 @@ again; a tolerance > 0 simplifies each ring (Douglas-Peucker) for smaller answer
 from __future__ import annotations
 
 import numpy as np
+from pycocotools import mask as coco_mask
 
 Corner = tuple[int, int]
 """A pixel corner (x, y): pixel (row r, column c) spans corners (c, r) to (c + 1, r + 1)."""
@@ -17,27 +18,10 @@ Ring = list[list[float]]
 
 
 def coco_rle(mask: np.ndarray) -> dict[str, object]:
-    """COCO RLE of a boolean H x W mask: {"size": [H, W], "counts": compressed string}."""
-    flat = np.ascontiguousarray(mask.T).ravel().astype(np.int8)
-    changes = np.flatnonzero(np.diff(flat)) + 1
-    runs = np.diff(np.concatenate(([0], changes, [flat.size])))
-    counts = ([0] if flat.size and flat[0] else []) + runs.tolist()
-    return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": _compress(counts)}
-
-
-def _compress(counts: list[int]) -> str:
-    """COCO's run-length string: each count (after the second, as a difference to the count two
-    before) in 5-bit groups, low first, 0x20 marking "more", offset into printable ASCII."""
-    chars = []
-    for i, count in enumerate(counts):
-        x = count - counts[i - 2] if i > 2 else count
-        more = True
-        while more:
-            c = x & 0x1F
-            x >>= 5
-            more = x != -1 if c & 0x10 else x != 0
-            chars.append(chr((c | 0x20 if more else c) + 48))
-    return "".join(chars)
+    """COCO RLE of a boolean H x W mask: {"size": [H, W], "counts": compressed string}, by the
+    reference implementation (what every COCO tool decodes)."""
+    encoded = coco_mask.encode(np.asfortranarray(mask, dtype=np.uint8))
+    return {"size": [int(size) for size in encoded["size"]], "counts": encoded["counts"].decode()}
 
 
 # -- polygons -------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ ALLOWED = {
         "segmentation_models_pytorch",
         "ts",
         "onnxruntime",
+        "pycocotools",
     },
     "torchserve_client": {"torchserve_client", "handler.protocol"},
     "frontend_server": {
