@@ -14,6 +14,7 @@ the command says so and how to make it durable.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -22,7 +23,7 @@ from typing import Any
 from petseg import reconcile, state
 from petseg.launcher import Instance
 from petseg.state import STATE_FILE, ServingState, StateError, VersionSpec
-from torchserve_client import ServingReport
+from torchserve_client import ServingReport, TorchServeError
 from torchserve_client.report import Rollout
 
 DURABLE_ON_KUBERNETES = (
@@ -105,26 +106,33 @@ def state_of(instance: Instance, chosen: Path | None) -> tuple[Path, bool]:
 def command(args: argparse.Namespace, members: list[Instance], show: Any) -> int:
     """Run the change (or `apply`) against ``members``; exit status 2 if one failed."""
     state_file, durable = state_of(members[0], args.state)
-    if args.action == "apply":
-        return bring_all(members, state_file, durable)
-    if not durable or args.read_only_state:
+    if args.action != "apply" and (not durable or args.read_only_state):
         return change_here_only(args, members, state_file, show)
-    with state.locked(state_file):
-        declared = state.load(state_file)
-        after = wanted(args, declared, members[0].model_store)
-        show(change_live(args, members[0], declared))
-        state.save(after, state_file)
-    print(f"serving state {state_file}: {summary(after)}", flush=True)
-    return bring_all(members, state_file, durable=True)
+    # The lock is held until the last instance is brought to the state: an instance brought to
+    # an older reading after another operator's change would undo that change.
+    with state.locked(state_file) if durable else contextlib.nullcontext():
+        if args.action != "apply":
+            declared = state.load(state_file)
+            after = wanted(args, declared, members[0].model_store)
+            show(change_live(args, members[0], declared))
+            state.save(after, state_file)
+            print(f"serving state {state_file}: {summary(after)}", flush=True)
+        return bring_all(members, state_file, durable)
 
 
 def bring_all(members: list[Instance], state_file: Path, durable: bool) -> int:
-    """Apply the state to every member, each report rewritten; exit 2 if any is left short."""
+    """Apply the state to every member, each report rewritten; exit 2 if any is left short
+    (one that cannot be reached is said so, and the others are still done)."""
     failed = 0
     for member in members:
-        report = reconcile.apply_state(
-            member.client(), state_file, member.model_store, member.workdir, durable
-        )
+        try:
+            report = reconcile.apply_state(
+                member.client(), state_file, member.model_store, member.workdir, durable
+            )
+        except TorchServeError as exc:
+            print(f"petseg: error: {member.workdir}: {exc}", file=sys.stderr, flush=True)
+            failed += 1
+            continue
         for line in reconcile.describe(report)[1:]:
             print(f"{member.workdir}: {line.strip()}", flush=True)
         failed += bool(report.problems)

@@ -7,6 +7,7 @@ touches a running `petseg serve`.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import re
@@ -23,7 +24,7 @@ from xml.etree import ElementTree
 
 from handler.protocol import KEY_FILE_NAME, MODEL_NAME, Ports
 from petseg.reconcile import apply_state, live_versions
-from petseg.state import for_archive, save
+from petseg.state import for_archive, locked, save
 from torchserve_client import KeyFile, ServingReport, TorchServe
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -241,7 +242,10 @@ def bring_up(
         f"TorchServe did not answer; logs in {instance.workdir}/logs",
         interval=0.5,
     )
-    report = apply_state(client, state_file, instance.model_store, instance.workdir, durable)
+    # with the state's lock where operators may change it: no change lands between the reading
+    # and the instance's registrations
+    with locked(state_file) if durable else contextlib.nullcontext():
+        report = apply_state(client, state_file, instance.model_store, instance.workdir, durable)
     if not live_versions(client):
         raise NothingServed("; ".join(report.problems) or f"{state_file} declares no version")
     wait_ready(instance, process, timeout, every_worker)
