@@ -15,6 +15,7 @@ which the page shows until Ctrl-C, and `petseg run` then exits with status 1.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -27,7 +28,8 @@ from petseg.launcher import Instance, bring_up, start, stop
 from petseg.reconcile import describe
 
 STOP_WAIT_S = 30
-"""How long COMMAND's processes get to end after SIGTERM, before SIGKILL."""
+"""How long COMMAND gets to end after SIGTERM (make removes its half-built target), before
+SIGKILL ends whatever is left of its session."""
 
 
 class Preparation:
@@ -64,11 +66,12 @@ class Preparation:
             child = self._child
         if child is not None and child.poll() is None:
             os.killpg(child.pid, signal.SIGTERM)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 child.wait(STOP_WAIT_S)
-            except subprocess.TimeoutExpired:
+            # Whatever of the session outlived its leader (or SIGTERM) ends now.
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(child.pid, signal.SIGKILL)
-                child.wait()
+            child.wait()
         if self.torchserve is not None:
             print("stopping TorchServe ...", flush=True)
             stop(self.instance, self.torchserve)  # a bring_up under way then fails at once
