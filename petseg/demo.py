@@ -101,8 +101,9 @@ def run(args: argparse.Namespace, instance: Instance) -> int:
         if process is not None:
             print("stopping TorchServe ...", flush=True)
             stop(instance, process)
-    failure = failure or (preparation and preparation.failure)
-    if not failure:
+    if failure is None and preparation is not None:
+        failure = preparation.failure
+    if failure is None:
         return 0
     started = process is not None or (preparation is not None and preparation.torchserve)
     torchserve = "stopped" if started else "not started here, left as it was"

@@ -23,7 +23,7 @@ import sys
 import threading
 from pathlib import Path
 
-from model_training.progress import set_state
+from model_training.progress import EMPTY, set_state, write
 from petseg.launcher import Instance, bring_up, start, stop
 from petseg.reconcile import describe
 
@@ -53,7 +53,8 @@ class Preparation:
         self._lock = threading.Lock()
         """Taken to start a process and to stop: no process starts once stop() has begun."""
         self._thread = threading.Thread(target=self._run, name="preparation", daemon=True)
-        set_state(progress_file, "starting", "preparing the model")
+        # Before the page serves: it must never show an earlier run's state or epochs.
+        write(progress_file, {**EMPTY, "detail": "preparing the model"})
 
     def start(self) -> None:
         self._thread.start()
