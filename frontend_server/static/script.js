@@ -146,12 +146,13 @@ function formatSeconds(seconds) {
   return whole < 60 ? `${whole} s` : `${Math.floor(whole / 60)} min ${whole % 60} s`;
 }
 
-// The curve in a 100 x 100 box: epochs across, up to 1 upwards (the loss scaled to its highest).
+// The curve in a 100 x 100 box: epochs across, 0 to 1 upwards inside a margin that keeps the
+// lines' width in view (the loss scaled to its highest).
 function drawCurve(history, epochs) {
   const last = Math.max(epochs || 0, history.length, 1);
   const highest = Math.max(...history.map((p) => p.loss || 0), 1e-9);
   const line = (value) => history.filter((p) => value(p) != null)
-    .map((p) => `${(100 * p.epoch / last).toFixed(2)},${(100 - 100 * value(p)).toFixed(2)}`)
+    .map((p) => `${(100 * p.epoch / last).toFixed(2)},${(95 - 90 * value(p)).toFixed(2)}`)
     .join(" ");
   $("curve-loss").setAttribute("points", line((p) => p.loss == null ? null : p.loss / highest));
   $("curve-miou").setAttribute("points", line((p) => p.val_miou));
