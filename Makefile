@@ -64,7 +64,8 @@ $(DEMO_DATA)/annotations/test.txt: | $(STAMP)
 train-demo: $(DEMO_DATA)/annotations/test.txt
 	$(PETSEG) train --data $(DEMO_DATA) --out $(DEMO_RUN) \
 		--epochs $(DEMO_EPOCHS) --input-size $(DEMO_INPUT_SIZE) \
-		--batch-size $(DEMO_BATCH_SIZE) --lr $(DEMO_LR) --seed $(DEMO_SEED)
+		--batch-size $(DEMO_BATCH_SIZE) --lr $(DEMO_LR) --seed $(DEMO_SEED) \
+		--progress $(DEMO_PROGRESS)
 	$(PETSEG) evaluate --model $(DEMO_RUN)/best.pt --data $(DEMO_DATA) \
 		--seed $(DEMO_SEED) --out $(DEMO_RUN)/eval
 	$(PETSEG) export --checkpoint $(DEMO_RUN)/best.pt \
@@ -91,8 +92,10 @@ model_store/petseg.mar: $(EXPORT_DIR)/model_spec.json \
 		$(HANDLER_FILES) config/model-config.yaml | $(STAMP)
 	$(PETSEG) archive --export-dir $(EXPORT_DIR) --out model_store
 
-run: model_store/petseg.mar
-	$(PETSEG) run
+# The page at once; meanwhile `make archive` (the demo model trained first if there is none, its
+# progress on the page), then TorchServe, and the page segments.
+run: | $(STAMP)
+	$(PETSEG) run --prepare '$(MAKE) --no-print-directory archive' --progress $(DEMO_PROGRESS)
 
 serve: model_store/petseg.mar
 	$(PETSEG) serve

@@ -12,3 +12,5 @@ DEMO_EPOCHS     ?= 12
 DEMO_INPUT_SIZE ?= 96
 DEMO_BATCH_SIZE ?= 16
 DEMO_LR         ?= 3e-3
+# The training's progress, rewritten every epoch: the page of `make run` shows it.
+DEMO_PROGRESS   ?= $(DEMO_RUN)/progress.json

@@ -27,6 +27,9 @@ DEFAULTS: dict[str, Any] = {
     # host:port of the operators' listener (GET /metrics, GET /status; frontend_server.operator),
     # never the public one; empty: none. `petseg run` uses 127.0.0.1:5001 unless this is set.
     "METRICS_ADDRESS": "",
+    # The progress file of a training this app waits for (model_training.progress; `petseg run`
+    # names the demo model's): GET /api/training reads it. Empty: no training to wait for.
+    "PROGRESS_FILE": "",
 }
 ENV_PREFIX = "PETSEG_"
 

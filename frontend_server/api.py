@@ -1,5 +1,6 @@
 """The JSON API the page calls: POST /api/segment (proxied to TorchServe), GET /api/model (the
-model card) and GET /api/health; GET /api/openapi.json describes them (frontend_server.openapi).
+model card), GET /api/health and GET /api/training (the first model's training, while the page
+waits for it); GET /api/openapi.json describes them (frontend_server.openapi).
 
 The client builds every TorchServe URL itself, for the configured model only: nothing a client
 sends can address management or metrics, another model, or a version TorchServe does not hold.
@@ -11,6 +12,7 @@ import functools
 import io
 import json
 from collections.abc import Callable
+from pathlib import Path
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
@@ -26,6 +28,7 @@ from handler.protocol import (
     TOLERANCE_FIELD,
     parse_tolerance,
 )
+from model_training.progress import EMPTY, read_progress
 from torchserve_client import TorchServe
 from torchserve_client.report import Rollout
 
@@ -117,6 +120,14 @@ def health() -> Response:
     response = jsonify(status.as_dict())
     response.status_code = 200 if status.ready else 503
     return response
+
+
+@bp.get("/training")
+def training() -> Response:
+    """The progress of the training this app waits for, as its progress file says; ``ready``
+    when the app waits for none (TorchServe's own readiness is GET /api/health's)."""
+    path = current_app.config["PROGRESS_FILE"]
+    return jsonify(read_progress(Path(path)) if path else {**EMPTY, "state": "ready"})
 
 
 @bp.get("/openapi.json")

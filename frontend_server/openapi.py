@@ -24,6 +24,7 @@ from handler.protocol import (
     REQUEST_ID_PATTERN,
     TOLERANCE_FIELD,
 )
+from model_training.progress import STATES as TRAINING_STATES
 
 Schema = dict[str, Any]
 
@@ -409,6 +410,39 @@ def health() -> Schema:
     }
 
 
+def training() -> Schema:
+    nullable_number: Schema = {"type": ["number", "null"]}
+    point = obj({"epoch": COUNT, "loss": nullable_number, "val_miou": nullable_number})
+    progress = obj(
+        {
+            "state": {"enum": list(TRAINING_STATES)},
+            "detail": STRING,
+            "epoch": COUNT,
+            "epochs": {"type": ["integer", "null"], "minimum": 0},
+            "loss": nullable_number,
+            "val_miou": nullable_number,
+            "seconds_left": {**nullable_number, "description": "null until an epoch is timed"},
+            "history": {**array(point), "description": "one point per epoch done"},
+        }
+    )
+    return {
+        "operationId": "training",
+        "summary": "The training of the first model, while the page waits for it",
+        "description": "`petseg run` starts the page at once and trains the demo model if there "
+        "is none: training, exporting, starting (TorchServe), then ready, or failed with the "
+        "reason in detail. Ready too where the app waits for no training.",
+        "parameters": [CALLER_ID],
+        "responses": {
+            "200": answer(
+                "the progress, as the trainer and `petseg run` last wrote it",
+                {JSON: {"schema": progress}},
+                **{REQUEST_ID_HEADER: request_id()},
+            ),
+            **shared("TooSlow", "Internal", "Unavailable"),
+        },
+    }
+
+
 def description() -> Schema:
     return {
         "operationId": "openapi",
@@ -440,6 +474,7 @@ def document(max_upload_mb: float) -> Schema:
             "/api/segment": {"post": segment(max_upload_mb)},
             "/api/model": {"get": model_card()},
             "/api/health": {"get": health()},
+            "/api/training": {"get": training()},
             "/api/openapi.json": {"get": description()},
         },
         "components": {"schemas": schemas(), "responses": responses()},

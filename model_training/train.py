@@ -4,9 +4,10 @@
     petseg train --data PATH --out runs/NAME --resume   # continue a run
 
 Writes into ``--out``: ``last.pt`` (every epoch, for --resume), ``best.pt`` (best validation
-mIoU), ``metrics.jsonl`` (one line per epoch) and ``curves.png``. The steps, in reading order:
-:func:`setup` (data, model, optimiser, maybe a resumed state), :func:`fit` (the epoch loop),
-:func:`checkpoint` (what an epoch leaves on disk).
+mIoU), ``metrics.jsonl`` (one line per epoch) and ``curves.png``; with ``--progress FILE``, the
+run's progress as model_training.progress describes it, rewritten after every epoch. The
+steps, in reading order: :func:`setup` (data, model, optimiser, maybe a resumed state),
+:func:`fit` (the epoch loop), :func:`checkpoint` (what an epoch leaves on disk).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from model_training.loops import make_loader, train_one_epoch, validate
 from model_training.losses import SegmentationLoss
 from model_training.network import AUTO, build_training_model, choose_encoder_weights
 from model_training.plots import plot_curves
+from model_training.progress import TrainingProgress
 from model_training.transforms import EvalTransform, TrainTransform
 from model_training.utils import load_checkpoint, pick_device, save_checkpoint, seed_everything
 
@@ -230,8 +232,13 @@ def checkpoint(run: Run, record: dict[str, float], args: argparse.Namespace) -> 
 def fit(run: Run, args: argparse.Namespace) -> dict[str, float]:
     """The epoch loop, with early stopping; returns the last epoch's record."""
     skips = SkipLog()
+    log = args.out / "metrics.jsonl"
     if not args.resume:
-        (args.out / "metrics.jsonl").write_text("")
+        log.write_text("")
+    progress = None
+    if args.progress:
+        done = [json.loads(line) for line in log.read_text().splitlines()]
+        progress = TrainingProgress(args.progress, args.epochs, done)
     record: dict[str, float] = {}
     for epoch in range(run.start_epoch, args.epochs):
         # Each epoch's randomness depends on (seed, epoch) only, so a resumed run repeats
@@ -240,11 +247,15 @@ def fit(run: Run, args: argparse.Namespace) -> dict[str, float]:
         run.train_loader.generator.manual_seed(args.seed + epoch)
         record = run_epoch(run, epoch, skips)
         checkpoint(run, record, args)
+        if progress:
+            progress.epoch_done(record)
         if args.patience and run.stale >= args.patience:
             print(f"early stop: no val mIoU gain in {args.patience} epochs")
             break
     if skips.summary():
         print(f"warning: {skips.summary()}")
+    if progress:
+        progress.finished()
     return record
 
 
@@ -294,4 +305,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument(
+        "--progress",
+        type=Path,
+        help="also write the run's progress (epoch, loss, val mIoU, time left, the curve) to "
+        "this JSON file after every epoch, for a page or a tool to show",
+    )
     return p

@@ -312,6 +312,19 @@ def get_args_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="front a TorchServe that runs elsewhere, as the PETSEG_* variables say; start none",
     )
+    run_cmd.add_argument(
+        "--prepare",
+        metavar="COMMAND",
+        help="a shell command that makes the archive the state serves (`make run`: `make "
+        "archive`, which trains the demo model if there is none): the page starts at once and "
+        "shows the training's progress, TorchServe once COMMAND is done",
+    )
+    run_cmd.add_argument(
+        "--progress",
+        type=Path,
+        help="with --prepare: the progress file COMMAND's training writes (`petseg train "
+        "--progress`), which the page shows",
+    )
     run_cmd.set_defaults(func=demo)
 
     add_operations(commands)
@@ -420,6 +433,8 @@ def main(argv: list[str] | None = None) -> int:
         args.words = argv[argv.index(args.command) :]  # the command as typed, for the record
         if args.rest and args.func is not train:
             parser.error(f"unrecognized arguments: {' '.join(args.rest)}")
+        if getattr(args, "prepare", None) and not args.progress:
+            parser.error("run --prepare needs --progress FILE: where the page reads the training")
         if args.func is config:
             instance = launcher.Instance(args.workdir, args.model_store)
         else:  # the one started from --workdir, wherever its ports are

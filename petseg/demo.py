@@ -2,7 +2,10 @@
 
 Reuses a TorchServe that already runs from --workdir (`petseg serve`) and leaves it running;
 otherwise starts one, applies the serving state to it (config/serving.json, or --state) and
-stops it, workers included, on Ctrl-C or SIGTERM. With --external it
+stops it, workers included, on Ctrl-C or SIGTERM. With --prepare COMMAND (`make run`: the
+archive, the demo model trained first if there is none) the page starts at once and shows the
+progress of COMMAND's training, and TorchServe starts once COMMAND is done (petseg.supervisor);
+a failed step is shown on the page, and the exit status is 1. With --external it
 only serves the page, in front of the TorchServe that the PETSEG_* variables name (another
 host, a bench). The demo serves the proxy's metrics and status page on ``DEMO_METRICS_ADDRESS``
 unless PETSEG_METRICS_ADDRESS says otherwise; --external follows that variable alone (several
@@ -20,6 +23,7 @@ import os
 import signal
 import sys
 import traceback
+from collections.abc import Callable
 
 from flask import Flask
 
@@ -28,6 +32,7 @@ from frontend_server.wsgi import make_server, raise_fd_limit
 from petseg.launcher import Instance, bring_up, start, stop
 from petseg.reconcile import describe
 from petseg.state import STATE_FILE
+from petseg.supervisor import Preparation
 
 DEMO_METRICS_ADDRESS = "127.0.0.1:5001"
 
@@ -61,39 +66,57 @@ def external_command(port: int) -> list[str]:
 def run(args: argparse.Namespace, instance: Instance) -> int:
     raise_fd_limit()
     process = None
+    preparation = None
     failure = None
     try:
         if args.external:
             app = create_app()
         else:
-            if not torchserve_running(instance):
+            metrics = os.environ.get(f"{ENV_PREFIX}METRICS_ADDRESS", DEMO_METRICS_ADDRESS)
+            settings = {**web_settings(instance), "METRICS_ADDRESS": metrics}
+            state_file = args.state or STATE_FILE
+            if torchserve_running(instance):
+                if args.prepare:
+                    print("TorchServe is already running: --prepare skipped", flush=True)
+            elif args.prepare:
+                preparation = Preparation(
+                    args.prepare, args.progress, instance, state_file, not args.read_only_state
+                )
+                settings["PROGRESS_FILE"] = str(args.progress)
+            else:
                 print("starting TorchServe ...", flush=True)
                 process = start(instance)
-                state_file = args.state or STATE_FILE
                 report = bring_up(instance, process, state_file, not args.read_only_state)
                 print("\n".join(describe(report)), flush=True)
-            metrics = os.environ.get(f"{ENV_PREFIX}METRICS_ADDRESS", DEMO_METRICS_ADDRESS)
-            app = create_app({**web_settings(instance), "METRICS_ADDRESS": metrics})
-        failure = serve(app, args)
+            app = create_app(settings)
+        failure = serve(app, args, preparation.start if preparation else None)
     except KeyboardInterrupt:
         pass
     except Exception as exc:  # reported, never swallowed: a supervisor must see the failure
         traceback.print_exc()
         failure = f"{type(exc).__name__}: {exc}"
     finally:
+        if preparation is not None:
+            preparation.stop()
         if process is not None:
             print("stopping TorchServe ...", flush=True)
             stop(instance, process)
+    if failure is None and preparation is not None:
+        failure = preparation.failure
     if failure is None:
         return 0
-    torchserve = "stopped" if process is not None else "not started here, left as it was"
+    started = process is not None or (preparation is not None and preparation.torchserve)
+    torchserve = "stopped" if started else "not started here, left as it was"
     print(f"stopped by a failure ({failure}); TorchServe {torchserve}", file=sys.stderr)
     return 1
 
 
-def serve(app: Flask, args: argparse.Namespace) -> str | None:
+def serve(
+    app: Flask, args: argparse.Namespace, listening: Callable[[], None] | None = None
+) -> str | None:
     """Serve until Ctrl-C or SIGTERM (None), or until the web server dies: it raises, or its
-    loop ends by itself (returns why)."""
+    loop ends by itself (returns why). ``listening`` is called once the page answers (after
+    the addresses are printed, so that its output follows them)."""
     server = make_server(app, args.host, args.port, args.threads)
     # Ctrl-C and SIGTERM both end the serve loop below, even when the shell that started us
     # ignored SIGINT (background jobs inherit SIG_IGN). They are the only way it may end without
@@ -120,6 +143,8 @@ def serve(app: Flask, args: argparse.Namespace) -> str | None:
         flush=True,
     )
     try:
+        if listening is not None:
+            listening()
         server.run()
     finally:
         server.close()

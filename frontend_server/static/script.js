@@ -1,5 +1,6 @@
-// petseg page: the model card, then upload (picker, drag-and-drop, paste, samples) ->
-// /api/segment -> show results; optionally the same upload through a second model version.
+// petseg page: while the first model is prepared, its training's progress (GET /api/training);
+// then the model card, and upload (picker, drag-and-drop, paste, samples) -> /api/segment ->
+// show results; optionally the same upload through a second model version.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -126,6 +127,72 @@ async function loadModelCard() {
   $("model-card").hidden = false;
 }
 
+// -- waiting for the model: a first run trains it while the page shows how far it got ------
+const TRAINING_POLL_MS = 2000;
+const TRAINING_TITLES = {
+  starting: "Getting the model ready…",
+  training: "Training the demo model…",
+  exporting: "Exporting the trained model…",
+  failed: "The model could not be prepared",
+};
+
+function formatScore(value) {
+  return value == null ? "–" : value.toFixed(4);
+}
+
+function formatSeconds(seconds) {
+  if (seconds == null) return "estimating…";
+  const whole = Math.round(seconds);
+  return whole < 60 ? `${whole} s` : `${Math.floor(whole / 60)} min ${whole % 60} s`;
+}
+
+// The curve in a 100 x 100 box: epochs across, 0 to 1 upwards inside a margin that keeps the
+// lines' width in view (the loss scaled to its highest).
+function drawCurve(history, epochs) {
+  const last = Math.max(epochs || 0, history.length, 1);
+  const highest = Math.max(...history.map((p) => p.loss || 0), 1e-9);
+  const line = (value) => history.filter((p) => value(p) != null)
+    .map((p) => `${(100 * p.epoch / last).toFixed(2)},${(95 - 90 * value(p)).toFixed(2)}`)
+    .join(" ");
+  $("curve-loss").setAttribute("points", line((p) => p.loss == null ? null : p.loss / highest));
+  $("curve-miou").setAttribute("points", line((p) => p.val_miou));
+}
+
+function showTraining(progress) {
+  $("training-title").textContent = TRAINING_TITLES[progress.state] || progress.state;
+  $("training-detail").textContent = progress.detail;
+  $("training-epoch").textContent = progress.epochs ? `${progress.epoch} of ${progress.epochs}` : "–";
+  $("training-loss").textContent = formatScore(progress.loss);
+  $("training-miou").textContent = formatScore(progress.val_miou);
+  $("training-left").textContent = progress.state === "training"
+    ? formatSeconds(progress.seconds_left) : "–";
+  drawCurve(progress.history, progress.epochs);
+  $("training").classList.toggle("failed", progress.state === "failed");
+  $("training").hidden = false;
+  drop.hidden = true;
+}
+
+// Until the model is served: the progress, asked again every TRAINING_POLL_MS (an unanswered
+// request too: the server may be busy training). Then the upload and the model card, no reload.
+async function waitForModel() {
+  let progress;
+  try {
+    const response = await fetch("/api/training");
+    progress = response.ok ? await response.json() : { state: "ready" };  // an older server
+  } catch {
+    setTimeout(waitForModel, TRAINING_POLL_MS);
+    return;
+  }
+  if (progress.state === "ready") {
+    $("training").hidden = true;
+    drop.hidden = false;
+    loadModelCard();
+    return;
+  }
+  showTraining(progress);
+  if (progress.state !== "failed") setTimeout(waitForModel, TRAINING_POLL_MS);
+}
+
 // -- comparing two masks -------------------------------------------------------------------
 async function pixels(src) {
   const image = new Image();
@@ -219,4 +286,4 @@ document.querySelectorAll(".vector-download").forEach((link) => link.addEventLis
   download(link.dataset.output, link.dataset.name);
 }));
 
-loadModelCard();
+waitForModel();

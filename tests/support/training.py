@@ -32,8 +32,13 @@ def write_kaggle_layout(oxford: Path, root: Path) -> Path:
     return root
 
 
-def tiny_train_args(data: Path, out: Path, *extra: str) -> argparse.Namespace:
-    """A training run small enough for tests: 16 images at 64 px, no loader processes."""
+def tiny_train_argv(data: Path, out: Path, *extra: str) -> list[str]:
+    """`petseg train`'s arguments for a run small enough for tests: 16 images at 64 px, no
+    loader processes."""
     argv = ["--data", str(data), "--out", str(out), "--input-size", "64", "--batch-size", "8"]
-    argv += ["--limit", "16", "--workers", "0", "--lr", "1e-3", *extra]
-    return train.get_args_parser().parse_args(argv)
+    return [*argv, "--limit", "16", "--workers", "0", "--lr", "1e-3", *extra]
+
+
+def tiny_train_args(data: Path, out: Path, *extra: str) -> argparse.Namespace:
+    """``tiny_train_argv`` parsed, for ``train.main`` in the test's own process."""
+    return train.get_args_parser().parse_args(tiny_train_argv(data, out, *extra))

@@ -1,10 +1,11 @@
 """The page in a real headless Chromium, against the real proxy and TorchServe.
 
-Each state of the page (before any upload, uploading, a result, an error, two versions compared
-or not, a narrow window) is checked for what it shows and for what it must not show: a panel
-that CSS displays despite its ``hidden`` attribute is a failure, and so is any image on screen
-that has not loaded. In every state the browser must report no Content-Security-Policy
-violation. Each state leaves a screenshot in logs/screenshots/.
+Each state of the page (the model still training, or its training failed; before any upload,
+uploading, a result, an error, two versions compared or not, a narrow window) is checked for
+what it shows and for what it must not show: a panel that CSS displays despite its ``hidden``
+attribute is a failure, and so is any image on screen that has not loaded. In every state the
+browser must report no Content-Security-Policy violation. Each state leaves a screenshot in
+logs/screenshots/.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from model_training.progress import set_state, write
 from petseg.archive import build_archive
 from tests.support import images
 from tests.support.stack import running_web
@@ -33,6 +35,7 @@ WAIT_S = 60
 """Generous: two cores shared with other test runs."""
 
 PANELS = (
+    "training",
     "model-card",
     "synthetic-notice",
     "compare",
@@ -108,6 +111,34 @@ def down_page_url(server, tmp_path_factory):
     """The page of a web app whose TorchServe is down: nothing listens, no key file."""
     with running_web(server, **offline_config(tmp_path_factory.mktemp("down"))) as web:
         yield f"{web.url}/"
+
+
+TRAINING = {
+    "state": "training",
+    "detail": "epoch 3 of 12 done",
+    "epoch": 3,
+    "epochs": 12,
+    "loss": 0.412,
+    "val_miou": 0.531,
+    "seconds_left": 425.0,
+    "history": [
+        {"epoch": 1, "loss": 0.93, "val_miou": 0.212},
+        {"epoch": 2, "loss": 0.6, "val_miou": 0.404},
+        {"epoch": 3, "loss": 0.412, "val_miou": 0.531},
+    ],
+}
+"""A progress file three epochs into the demo's training (model_training.progress)."""
+
+
+@pytest.fixture
+def training_page(server, tmp_path) -> Iterator[tuple[str, Path]]:
+    """(page URL, progress file) of a web app that waits for its model, as `petseg run
+    --prepare` serves it meanwhile; the progress file, once it says ready, hands the page over
+    to the session's TorchServe."""
+    progress_file = tmp_path / "progress.json"
+    write(progress_file, TRAINING)
+    with running_web(server, PROGRESS_FILE=str(progress_file)) as web:
+        yield f"{web.url}/", progress_file
 
 
 @pytest.fixture(scope="module")
@@ -225,6 +256,63 @@ def expect_page(driver, state: str, shown: set[str], status: str = "") -> None:
     assert page["status"] == status, state
     assert page["disabled"] == bool(status), f"{state}: controls disabled while uploading only"
     assert csp_violations(driver) == [], state
+
+
+def training_text(driver) -> dict[str, str]:
+    """What the training panel says: its title, detail and figures."""
+    names = ("title", "detail", "epoch", "loss", "miou", "left")
+    return {name: driver.find_element("id", f"training-{name}").text for name in names}
+
+
+def wait_for_title(driver, title: str) -> None:
+    wait_until(driver, lambda d: training_text(d)["title"] == title, f"never {title!r}")
+
+
+def test_while_the_model_trains_the_page_shows_its_progress_then_segments_by_itself(
+    browser, training_page
+):
+    url, progress_file = training_page
+    browser.get(url)
+    wait_for_title(browser, "Training the demo model…")
+    expect_page(browser, "training", {"training"})  # no upload, no card: no model yet
+    assert training_text(browser) == {
+        "title": "Training the demo model…",
+        "detail": "epoch 3 of 12 done",
+        "epoch": "3 of 12",
+        "loss": "0.4120",
+        "miou": "0.5310",
+        "left": "7 min 5 s",
+    }
+    curve = "return document.getElementById(arguments[0]).getAttribute('points').split(' ')"
+    assert len(browser.execute_script(curve, "curve-miou")) == 3  # one point per epoch
+    assert len(browser.execute_script(curve, "curve-loss")) == 3
+    box = "const b = document.getElementById('training-curve').getBoundingClientRect();"
+    assert browser.execute_script(f"{box} return b.width > 0 && b.height > 0;")
+    assert not browser.execute_script(MODEL_CARD_ASKED)
+
+    set_state(progress_file, "starting", "starting TorchServe")
+    wait_for_title(browser, "Getting the model ready…")
+    expect_page(browser, "training-starting", {"training"})
+    assert training_text(browser)["left"] == "–"
+
+    set_state(progress_file, "ready", "TorchServe serves the model")  # no reload from here on
+    wait_until(browser, lambda d: d.find_element("id", "model-summary").text, "no switch")
+    expect_page(browser, "training-served", CARD)
+    upload(browser, CAT)
+    wait_for_image(browser, "mask", CAT_SIZE)
+    expect_page(browser, "training-served-result", RESULT)
+
+
+def test_a_failed_training_says_why_and_offers_no_upload(browser, training_page):
+    url, progress_file = training_page
+    set_state(progress_file, "failed", "RuntimeError: 'make archive' failed with exit status 2")
+    browser.get(url)
+    wait_for_title(browser, "The model could not be prepared")
+    expect_page(browser, "training-failed", {"training"})
+    assert training_text(browser)["detail"].endswith("failed with exit status 2")
+    failed = "return document.getElementById('training').classList.contains('failed')"
+    assert browser.execute_script(failed)
+    assert not browser.execute_script(MODEL_CARD_ASKED)
 
 
 def test_before_any_upload_the_page_offers_the_upload_and_the_model_card(browser, page_url):

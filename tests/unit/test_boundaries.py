@@ -34,6 +34,7 @@ ALLOWED = {
         "prometheus_client",
         "torchserve_client",
         "handler.protocol",
+        "model_training.progress",
     },
 }
 
@@ -63,8 +64,8 @@ def test_packages_import_only_downwards(package):
     assert not stray, f"{package} imports {stray}"
 
 
-def test_the_protocol_and_the_spec_need_only_the_standard_library():
-    for module in ("handler/protocol.py", "handler/spec.py"):
+def test_the_protocol_the_spec_and_the_progress_file_need_only_the_standard_library():
+    for module in ("handler/protocol.py", "handler/spec.py", "model_training/progress.py"):
         tree = ast.parse((ROOT / module).read_text())
         names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
         names |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
@@ -86,6 +87,8 @@ def test_the_web_app_never_loads_torch_numpy_pil_or_the_handler():
     assert not [m for m in loaded if m.split(".")[0] in HEAVY]
     assert {m for m in loaded if m.split(".")[0] == "handler"} <= {"handler", "handler.protocol"}
     assert "handler.petseg_handler" not in loaded and "petseg" not in loaded
+    training = {m for m in loaded if m.split(".")[0] == "model_training"}
+    assert training <= {"model_training", "model_training.progress"}
 
 
 def test_the_operator_command_starts_without_torch():

@@ -3,9 +3,12 @@ one line with exit status 2. Slow: the training commands' help loads torch."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
-from petseg.launcher import free_ports
+from petseg.launcher import ROOT, free_ports
 from tests.support.cli import petseg
 
 pytestmark = pytest.mark.slow
@@ -81,3 +84,12 @@ def test_config_for_a_container_sends_every_log_to_stdout_at_the_levels_of_confi
 def test_config_for_files_writes_no_log_config(tmp_path):
     assert petseg("--workdir", str(tmp_path), "config").returncode == 0
     assert not (tmp_path / "log4j2.xml").exists()
+
+
+def test_run_prepare_without_its_progress_file_is_refused_before_anything_starts(tmp_path):
+    command = [sys.executable, "-m", "petseg", "--workdir", str(tmp_path), "run", "--prepare"]
+    done = subprocess.run(
+        [*command, f"touch {tmp_path}/ran"], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 2 and "run --prepare needs --progress FILE" in done.stderr
+    assert not (tmp_path / "ran").exists() and "page:" not in done.stdout
