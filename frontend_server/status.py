@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from frontend_server.metrics import REQUEST_DURATION, SEGMENT_ROUTE, ProxyMetrics
+from frontend_server.metrics import NO_VERSION, REQUEST_DURATION, SEGMENT_ROUTE, ProxyMetrics
 
 WINDOW_S = 60.0
 KEEP_S = 15 * 60.0
@@ -60,7 +60,8 @@ def read(metrics: ProxyMetrics, at: float) -> tuple[Totals, dict[str, float]]:
                 if sample.name.endswith("_count"):
                     uploads += sample.value
                     errors += sample.value * (status == "5xx")
-                    versions[labels["model_version"]] += sample.value * (status == "2xx")
+                    answered = status == "2xx" and labels["model_version"] != NO_VERSION
+                    versions[labels["model_version"]] += sample.value * answered
                 elif sample.name.endswith("_bucket") and status == "2xx":
                     buckets[float(labels["le"])] += sample.value
                     by_version = version_buckets.setdefault(labels["model_version"], Counter())
