@@ -4,7 +4,6 @@ nothing behind, and an interrupted run resumes without sending again what it did
 
 from __future__ import annotations
 
-import io
 import json
 import signal
 import time
@@ -16,60 +15,27 @@ import pytest
 from PIL import Image
 from pycocotools.coco import COCO
 
-from bench.inputs import pet_photo
 from handler.spec import ModelSpec
 from petseg.launcher import Instance
 from tests.support import images
 from tests.support.cli import petseg, started
-
-SIZES = ((96, 72), (160, 120), (200, 150), (120, 160), (300, 200))
-FOLDERS = ("", "garden", "garden/2025", "sofa/winter/night")
-
-
-def pet(seed: int, fmt: str = "JPEG") -> bytes:
-    """A synthetic pet scene, the kind the test model was trained on: it finds pets in them."""
-    data = pet_photo(*SIZES[seed % len(SIZES)], seed=seed)
-    return data if fmt == "JPEG" else images.encode(Image.open(io.BytesIO(data)), fmt)
-
-
-def write(root: Path, name: str, data: bytes) -> Path:
-    path = root / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    return path
-
-
-def photo_tree(root: Path, count: int) -> list[str]:
-    """``count`` photos over nested folders (every fifth a PNG); their names, sorted."""
-    names = []
-    for index in range(count):
-        suffix = "png" if index % 5 == 0 else "jpg"
-        name = f"{FOLDERS[index % len(FOLDERS)]}/pet{index:03}.{suffix}".lstrip("/")
-        write(root, name, pet(index, "PNG" if suffix == "png" else "JPEG"))
-        names.append(name)
-    return sorted(names)
+from tests.support.photos import (
+    class_map,
+    coco_images,
+    mask_path,
+    pet,
+    photo_tree,
+    report,
+    write,
+)
 
 
 def predict(server: Instance, *argv: str):
     return petseg("--workdir", str(server.workdir), "predict", *argv)
 
 
-def report(out: Path) -> dict:
-    return json.loads((out / "report.json").read_text())
-
-
 def journal_lines(out: Path) -> list[dict]:
     return [json.loads(line) for line in (out / "journal.jsonl").read_text().splitlines()]
-
-
-def class_map(path: Path) -> np.ndarray:
-    with Image.open(path) as mask:
-        assert mask.mode == "P"  # pixel values are class ids
-        return np.asarray(mask)
-
-
-def mask_path(out: Path, name: str) -> Path:
-    return out / Path(name).with_suffix(".png")
 
 
 def coco_masks(path: Path) -> dict[str, dict[int, np.ndarray]]:
@@ -174,9 +140,9 @@ def test_resume_sends_only_what_is_left_and_redoes_what_changed(server, tmp_path
     assert (summary["already_done"], summary["segmented"], summary["failed"]) == (7, 2, 1)
     assert class_map(mask_path(out, changed)).shape == (200, 300)
     assert not mask_path(out, spoiled).exists()  # a failed photo keeps no stale mask
-    images_ = {i["file_name"]: i for i in json.loads((out / "coco.json").read_text())["images"]}
-    assert sorted(images_) == sorted(set(names) - {spoiled})
-    assert (images_[changed]["width"], images_[changed]["height"]) == (300, 200)
+    listed = coco_images(out)
+    assert sorted(listed) == sorted(set(names) - {spoiled})
+    assert (listed[changed]["width"], listed[changed]["height"]) == (300, 200)
 
 
 def test_ctrl_c_keeps_what_is_done_and_resume_completes_it(server, tmp_path):
@@ -200,12 +166,12 @@ def test_ctrl_c_keeps_what_is_done_and_resume_completes_it(server, tmp_path):
     done = summary["segmented"]
     assert summary["interrupted"] and summary["not_done"] == 150 - done > 0
     assert len(journal_lines(out)) == done == len(list(out.rglob("*.png")))
-    assert len(json.loads((out / "coco.json").read_text())["images"]) == done
+    assert len(coco_images(out)) == done
 
     resumed = petseg(*argv, "--resume")
     assert resumed.returncode == 0, resumed.stderr
     assert (report(out)["already_done"], report(out)["segmented"]) == (done, 150 - done)
-    assert len(json.loads((out / "coco.json").read_text())["images"]) == 150
+    assert len(coco_images(out)) == 150
 
 
 def test_polygons_for_tools_that_want_them(server, tmp_path):
