@@ -12,6 +12,7 @@ from __future__ import annotations
 import glob
 import os
 from dataclasses import dataclass, field
+from operator import attrgetter
 from pathlib import Path, PurePosixPath
 
 PHOTO_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
@@ -64,7 +65,8 @@ def collect(inputs: list[str], out_dir: Path) -> Collection:
         found.update((path, None) for path in files)
         ignored += skipped
     root = Path(os.path.commonpath(bases))
-    photos = sorted((Photo(p, p.relative_to(root).as_posix()) for p in found), key=_by_name)
+    named = (Photo(path, path.relative_to(root).as_posix()) for path in found)
+    photos = sorted(named, key=attrgetter("name"))
     inside = next((p for p in photos if p.path.is_relative_to(out_dir)), None)
     if inside is not None:
         raise ValueError(f"--out-dir {out_dir} holds photos ({inside.path}): name another folder")
@@ -79,14 +81,14 @@ def collect(inputs: list[str], out_dir: Path) -> Collection:
     return collection
 
 
-def _by_name(photo: Photo) -> str:
-    return photo.name
-
-
 def _expand(given: str, out_dir: Path) -> tuple[Path, list[Path], list[Path]]:
     """(the folder its names start from, its photos, the files of its folders left out)."""
     if not os.path.exists(given) and is_pattern(given):
-        matches = sorted(glob.glob(given, recursive=True))
+        matches = [
+            match
+            for match in sorted(glob.glob(given, recursive=True))
+            if not Path(os.path.abspath(match)).is_relative_to(out_dir)  # a run's own outputs
+        ]
         if not matches:
             raise ValueError(f"no file matches {given!r}")
         base = Path(os.path.abspath(_fixed_part(given)))

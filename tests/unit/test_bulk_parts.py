@@ -58,6 +58,8 @@ def test_files_and_globs_share_one_root_and_a_photo_named_twice_is_taken_once(
     assert not found.ignored  # files named or matched are sent whatever their name
     monkeypatch.chdir(tree)
     assert [p.name for p in collect(["**/*.jpg"], out).photos] == ["a.jpg", "b/c.jpg"]
+    (tree / "out" / "a.overlay.jpg").write_bytes(b"x")  # an earlier run's, kept among the photos
+    assert [p.name for p in collect(["**/*.jpg"], "out").photos] == ["a.jpg", "b/c.jpg"]
 
 
 def test_inputs_that_name_nothing_and_outputs_among_the_photos_are_refused(tree):
