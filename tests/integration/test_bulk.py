@@ -57,12 +57,13 @@ def coco_masks(path: Path) -> dict[str, dict[int, np.ndarray]]:
 @pytest.fixture
 def tree(tmp_path) -> Path:
     """Photos in nested folders, a copy of one under another name, a truncated JPEG, a text
-    file named .jpg and notes that are no photo by their name."""
+    file named .jpg, a link to a file that is gone, and notes that are no photo by their name."""
     root = tmp_path / "photos"
     photo_tree(root, 30)
     write(root, "garden/copy-of-pet001.jpg", (root / "garden/pet001.jpg").read_bytes())
     write(root, "garden/2025/broken.jpg", images.truncated_jpeg())
     write(root, "sofa/not-a-photo.jpg", b"a shopping list, not a photo\n")
+    (root / "sofa" / "gone.jpg").symlink_to(root / "moved-away.jpg")  # unreadable
     write(root, "README.txt", b"photos of our pets\n")
     return root
 
@@ -74,24 +75,28 @@ def test_a_folder_gives_mirrored_masks_a_coco_file_and_names_each_failure(
     done = predict(
         server, str(tree), "--out-dir", str(out), "--overlay", "--coco", str(out / "coco.json")
     )
-    assert done.returncode == 1, done.stderr  # two photos failed, the run went on
+    assert done.returncode == 1, done.stderr  # three photos failed, the run went on
     assert "garden/2025/broken.jpg: HTTP 400" in done.stderr
     assert "sofa/not-a-photo.jpg: HTTP 415: not a supported image" in done.stderr
+    assert "sofa/gone.jpg: cannot read it: No such file" in done.stderr
     summary = report(out)
-    assert (summary["photos"], summary["segmented"], summary["failed"]) == (33, 31, 2)
+    assert (summary["photos"], summary["segmented"], summary["failed"]) == (34, 31, 3)
     assert summary["ignored"] == ["README.txt"] and summary["root"] == str(tree)
     assert {(f["path"], f["status"]) for f in summary["failures"]} == {
         (str(tree / "garden/2025/broken.jpg"), 400),
         (str(tree / "sofa/not-a-photo.jpg"), 415),
+        (str(tree / "sofa/gone.jpg"), None),
     }
-    for failed in ("garden/2025/broken", "sofa/not-a-photo"):
+    for failed in ("garden/2025/broken", "sofa/not-a-photo", "sofa/gone"):
         assert not (out / f"{failed}.png").exists()
         assert not (out / f"{failed}.overlay.jpg").exists()
 
     good = sorted(
         str(p.relative_to(tree))
         for p in tree.rglob("*")
-        if p.suffix in (".jpg", ".png") and "broken" not in p.name and "not-a" not in p.name
+        if p.suffix in (".jpg", ".png")
+        and p.exists()
+        and p.name not in ("broken.jpg", "not-a-photo.jpg")
     )
     for name in good:
         with Image.open(tree / name) as photo, Image.open(out / f"{name[:-4]}.overlay.jpg") as ov:
