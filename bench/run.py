@@ -294,7 +294,9 @@ def bulk_row(instance: Instance, photo: bytes, total: int, concurrency: int, fol
     command = [sys.executable, "-m", "petseg", "--workdir", str(instance.workdir), "predict"]
     command += [str(folder / "photos"), "--out-dir", str(out), "--overlay"]
     command += ["--coco", str(out / "coco.json"), "--concurrency", str(concurrency)]
-    subprocess.run(command, cwd=ROOT, capture_output=True, check=True)
+    ran = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    if ran.returncode not in (0, 1):  # 1: some photos failed, which the row counts
+        raise RuntimeError(f"petseg predict exited with {ran.returncode}: {ran.stderr[-500:]}")
     done = json.loads((out / "report.json").read_text())
     return {
         "photos": total,
