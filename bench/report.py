@@ -13,6 +13,10 @@ import matplotlib.pyplot as plt
 
 NAIVE, DIRECT, PROXY = "naive server (baseline)", "TorchServe direct", "through the proxy"
 BATCHED = "handler, a batch in-process"
+BULK_RUNS = {"masks + COCO": [], "overlays too": ["--overlay"]}
+"""`petseg predict DIR --coco FILE` on a folder of the same photo, as it runs by default (the
+mask PNGs alone are asked for), and with --overlay: the answers the load rows get (JSON: mask
+and overlay), and all a bulk run does with them."""
 SERVED = (DIRECT, PROXY)
 PHOTOS = ("500x375", "4000x3000")
 COMPARE = {">=": operator.ge, "<=": operator.le}
@@ -52,6 +56,19 @@ def memory_line(workers: list[dict]) -> str:
     )
 
 
+def bulk_ratio(model: dict, photo: str, row: dict) -> float:
+    """A bulk row's images/s over TorchServe's at the same photo and concurrency."""
+    return row["images_per_s"] / load(model, DIRECT, photo, row["concurrency"])["images_per_s"]
+
+
+def bulk_line(model: dict, photo: str, row: dict) -> str:
+    return (
+        f"  bulk, {row['runs']:<17} {photo:>9} c={row['concurrency']:<2} "
+        f"{row['images_per_s']:>7.2f} img/s  {bulk_ratio(model, photo, row):.2f}x direct at "
+        f"c={row['concurrency']}  failed {row['failed']}"
+    )
+
+
 def load(model: dict, system: str, photo: str, concurrency: int) -> dict:
     return next(
         r
@@ -84,6 +101,9 @@ def _model_targets(results: dict, name: str, model: dict) -> list[tuple[str, flo
             (f"{name}: direct c=1 p50 / naive c=1 p50, {photo}", latency, "<=", 1.0),
             (f"{name}: direct c=16 / naive c=16, {photo}", throughput, ">=", 3.0),
         ]
+        for row in model["bulk"][photo]:
+            target = f"{name}: bulk, {row['runs']} / direct c=16, {photo}"
+            rows.append((target, bulk_ratio(model, photo, row), ">=", 0.9))
     direct16 = load(model, DIRECT, "500x375", 16)
     rows += [
         (
@@ -162,6 +182,7 @@ def _model_table(results: dict, name: str, model: dict) -> list[str]:
             f"{row['p95_ms']:>8.0f}{row['p99_ms']:>8.0f}{row['errors']:>7}"
             f"{row['server_rss_mb']:>8.0f}"
         )
+    lines += [bulk_line(model, photo, row) for photo, rows in model["bulk"].items() for row in rows]
     for photo, stages in model["handler_timings_ms"].items():
         lines.append(
             f"handler stages at c=1, {photo}, ms (one full decode: {results['decode_ms'][photo]}): "

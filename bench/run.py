@@ -18,6 +18,7 @@ import base64
 import io
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -61,6 +62,8 @@ from torchserve_client.report import Rollout
 AGREEMENT_PHOTOS = {"500x375": 8, "4000x3000": 2}
 BURST = (48, 16)
 """The memory check: this many 12 MP photos at this many concurrent clients."""
+BULK_CONCURRENCY = 16
+"""`petseg predict` on a folder is measured at this many threads, beside the same load row."""
 JIT_WARMUP = (1500, 16)
 SHADOW_PERCENT = 20
 SHADOW_VERSION = "shadow"
@@ -279,6 +282,47 @@ def worker_memory(client: TorchServe, target: Target, photo: bytes) -> list[dict
     ]
 
 
+def bulk_row(
+    instance: Instance, photo: bytes, total: int, runs: str, concurrency: int, folder: Path
+) -> dict:
+    """`petseg predict` over a folder of ``total`` copies of ``photo`` with a COCO file, as
+    ``runs`` says (report.BULK_RUNS), in a process of its own like the load generator. Its
+    images/s are its report's: from the first photo sent to the last answer, without its
+    start-up."""
+    shutil.rmtree(folder, ignore_errors=True)
+    (folder / "photos").mkdir(parents=True)
+    for index in range(total):
+        (folder / "photos" / f"{index:05}.jpg").write_bytes(photo)
+    out = folder / "out"
+    command = [sys.executable, "-m", "petseg", "--workdir", str(instance.workdir), "predict"]
+    command += [str(folder / "photos"), "--out-dir", str(out), *report.BULK_RUNS[runs]]
+    command += ["--coco", str(out / "coco.json"), "--concurrency", str(concurrency)]
+    ran = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    if ran.returncode not in (0, 1):  # 1: some photos failed, which the row counts
+        raise RuntimeError(f"petseg predict exited with {ran.returncode}: {ran.stderr[-500:]}")
+    done = json.loads((out / "report.json").read_text())
+    return {
+        "runs": runs,
+        "photos": total,
+        "concurrency": concurrency,
+        "images_per_s": done["images_per_s"],
+        "failed": done["failed"],
+    }
+
+
+def measure_bulk(instance: Instance, model: Model, work: Workload, folder: Path) -> None:
+    """The bulk client at the load generator's highest concurrency, on the same photos."""
+    model.results["bulk"] = {}
+    for photo, concurrency, total in work.plan:
+        if concurrency == BULK_CONCURRENCY:
+            rows = model.results["bulk"][photo] = []
+            for runs in report.BULK_RUNS:
+                rows.append(
+                    bulk_row(instance, work.photos[photo], total, runs, concurrency, folder)
+                )
+                print(report.bulk_line(model.results, photo, rows[-1]), flush=True)
+
+
 def measure_torchserve(model: Model, tmp: Path, work: Workload) -> None:
     """The shipped configuration: TorchServe directly, then the proxy in front of it."""
     store = tmp / "store"
@@ -297,6 +341,7 @@ def measure_torchserve(model: Model, tmp: Path, work: Workload) -> None:
             for photo, data in work.photos.items()
         }
         measure_system(direct, model, work)
+        measure_bulk(instance, model, work, tmp / "bulk")
 
         port, metrics_port = free_ports(2)
         # measured as deployed: metrics collected, their listener open

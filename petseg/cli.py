@@ -9,6 +9,8 @@
     petseg models register|scale|set-default|unregister|apply
                                              change it, and the serving state with it
     petseg predict IMAGE [--output mask -o mask.png]
+    petseg predict PHOTOS... --out-dir DIR [--overlay] [--coco FILE] [--resume] [--url URL]
+                                             a folder of photos: masks, a COCO file, a report
     petseg key|rotate inference|management
     petseg cluster start|roll|heal|stop      several instances behind nginx, one state
     petseg rollout shadow|canary V --percent P | promote | abort | status
@@ -40,6 +42,7 @@ from petseg import (
     foreground,
     launcher,
     models,
+    photos,
     reconcile,
     state,
     trial_status,
@@ -195,6 +198,16 @@ def operate(action: Callable) -> Callable[[argparse.Namespace, launcher.Instance
         return 2 if failed else 0
 
     return command
+
+
+def predict_photos(args: argparse.Namespace, instance: launcher.Instance) -> int:
+    """One photo as always (the answer to -o or stdout, from each --instances member); several
+    photos, a folder or a glob: a bulk run into --out-dir."""
+    if args.out_dir or args.url or photos.many(args.images):
+        from petseg import bulk  # numpy, Pillow, tqdm, pycocotools: only for this command
+
+        return bulk.command(args, instance)
+    return operate(models.predict)(args, instance)
 
 
 def run_cluster(args: argparse.Namespace, instance: launcher.Instance) -> int:
@@ -412,16 +425,59 @@ def add_operations(commands: argparse._SubParsersAction) -> None:
     )
     models_cmd.set_defaults(func=manage)
 
-    predict = commands.add_parser("predict", parents=[timeout], help="segment one image")
-    predict.add_argument("image", type=Path)
-    predict.add_argument("--output", choices=list(OUTPUTS), default="json")
-    predict.add_argument("-o", "--out", type=Path, help="write the answer here")
-    predict.set_defaults(func=operate(models.predict))
+    predict = commands.add_parser(
+        "predict", parents=[timeout], help="segment a photo, or files, folders and globs in bulk"
+    )
+    predict.add_argument(
+        "images",
+        nargs="+",
+        metavar="IMAGE",
+        help="a photo; several, a folder (recursive) or a quoted glob: a bulk run (--out-dir)",
+    )
+    predict.add_argument("--output", choices=list(OUTPUTS), default="json", help="one photo")
+    predict.add_argument("-o", "--out", type=Path, help="one photo: write the answer here")
+    add_bulk(predict)
+    predict.set_defaults(func=predict_photos)
     for name, action in (("key", models.key), ("rotate", models.rotate)):
         summary = action.__doc__.split(" (")[0]
         command = commands.add_parser(name, parents=[timeout], help=summary)
         command.add_argument("kind", choices=["inference", "management"])
         command.set_defaults(func=operate(action))
+
+
+def add_bulk(predict: argparse.ArgumentParser) -> None:
+    """`petseg predict` on many photos (petseg.bulk)."""
+    bulk_run = predict.add_argument_group("bulk run (several photos, a folder, a glob)")
+    bulk_run.add_argument(
+        "--out-dir",
+        type=Path,
+        metavar="DIR",
+        help="masks (IMAGE's path, .png), report.json, the journal",
+    )
+    bulk_run.add_argument("--overlay", action="store_true", help="and overlays (.overlay.jpg)")
+    bulk_run.add_argument("--coco", type=Path, metavar="FILE", help="write a COCO dataset file")
+    bulk_run.add_argument(
+        "--coco-polygons", action="store_true", help="polygons in it instead of (exact) RLE"
+    )
+    bulk_run.add_argument(
+        "--tolerance",
+        type=float,
+        default=1.0,
+        metavar="PIXELS",
+        help="polygon simplification (default: %(default)s)",
+    )
+    bulk_run.add_argument(
+        "--concurrency", type=int, default=8, metavar="N", help="(default: %(default)s)"
+    )
+    bulk_run.add_argument(
+        "--resume", action="store_true", help="skip photos done unchanged by an earlier run"
+    )
+    bulk_run.add_argument(
+        "--limit", type=int, metavar="N", help="only the first N photos by name (a trial)"
+    )
+    bulk_run.add_argument(
+        "--url", help="send to the web API there (a proxy, a balancer), not to --workdir's"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import mimetypes
+from pathlib import Path
 from typing import Any
 
 from handler.protocol import OUTPUTS
@@ -36,9 +37,8 @@ def predict(args: argparse.Namespace, client: TorchServe) -> Any:
     """Segment one image; the answer goes to ``-o`` (needed for the image outputs) or stdout."""
     if OUTPUTS[args.output].startswith("image/") and not args.out:
         raise ValueError(f"--output {args.output} is an image: name a file with -o")
-    response = client.predict(
-        args.image.read_bytes(), mimetypes.guess_type(args.image)[0], args.output
-    )
+    image = Path(args.images[0])
+    response = client.predict(image.read_bytes(), mimetypes.guess_type(image)[0], args.output)
     if response.status_code != 200:
         raise TorchServeError(
             f"HTTP {response.status_code}: {error_message(response)}",

@@ -9,13 +9,15 @@ key_file.json so that whoever can read the keys (the pod's web container) can re
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 REPORT_FILE_NAME = "serving-report.json"
 ROLLOUT_MODES = ("shadow", "canary")
@@ -111,14 +113,22 @@ class ServingReport:
 
 
 def write_atomically(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text``: written to a temporary file beside it, flushed to disk,
-    then renamed over it, so a reader (or a crash) sees the old file or the new one, never a
-    torn one."""
+    """Replace ``path`` with ``text`` (see :func:`replacing`)."""
+    with replacing(path) as out:
+        out.write(text)
+
+
+@contextlib.contextmanager
+def replacing(path: Path) -> Iterator[TextIO]:
+    """A text file that replaces ``path`` once the block ends: written to a temporary file
+    beside it, flushed to disk, then renamed over it, so a reader (or a crash) sees the old file
+    or the new one, never a torn one; an exception in the block leaves the old one. Large files
+    are written as they are made, never held whole in memory."""
     path = Path(path)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(handle, "w") as out:
-            out.write(text)
+            yield out
             out.flush()
             os.fsync(out.fileno())
         os.chmod(temporary, 0o644)

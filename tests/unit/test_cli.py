@@ -19,6 +19,9 @@ pytestmark = pytest.mark.slow
     [
         (("--workdir", "/nonexistent", "models", "list"), "key file"),
         (("predict", "/no/such/photo.jpg"), "No such file"),
+        (("predict", "."), "--out-dir"),  # a folder: a bulk run, which needs somewhere to write
+        (("predict", "/no/such/*.jpg", "--out-dir", "/tmp/x"), "no file matches"),
+        (("predict", ".", "--out-dir", "/tmp/x", "--coco-polygons"), "needs --coco FILE"),
         (("archive", "--export-dir", "/no/such/export"), "model_spec.json"),
         (("train", "--data", "/no/such/data", "--out", "/tmp/x"), "/no/such/data"),
     ],
