@@ -27,6 +27,8 @@ class Entry(NamedTuple):
     overlay: bool
     polygons: float | None
     """The polygon tolerance its annotations were made with; None: RLE only."""
+    annotated: bool
+    """Whether it holds COCO annotations (a run without a COCO file makes none)."""
 
 
 class Journal:
@@ -59,7 +61,10 @@ class Journal:
             self.index.pop(name, None)
             return
         polygons = None if record["polygons"] is None else float(record["polygons"])
-        self.index[name] = Entry(record["sha256"], offset, bool(record["overlay"]), polygons)
+        annotated = record.get("annotations") is not None
+        self.index[name] = Entry(
+            record["sha256"], offset, bool(record["overlay"]), polygons, annotated
+        )
 
     def append(self, record: dict[str, Any]) -> None:
         """Add a record (``file``, ``sha256``, ``overlay``, ``polygons`` and the rest)."""

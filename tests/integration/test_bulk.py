@@ -150,6 +150,20 @@ def test_resume_sends_only_what_is_left_and_redoes_what_changed(server, tmp_path
     assert (listed[changed]["width"], listed[changed]["height"]) == (300, 200)
 
 
+def test_a_coco_file_asked_for_later_has_the_photos_done_again(server, tmp_path):
+    photos, out = tmp_path / "photos", tmp_path / "labels"
+    names = photo_tree(photos, 4)
+    assert predict(server, str(photos), "--out-dir", str(out)).returncode == 0
+    assert all(record["annotations"] is None for record in journal_lines(out))  # none made
+    coco = ("--out-dir", str(out), "--coco", str(out / "coco.json"), "--resume")
+    later = predict(server, str(photos), *coco)
+    assert later.returncode == 0, later.stderr
+    assert (report(out)["already_done"], report(out)["segmented"]) == (0, 4)
+    assert sorted(coco_images(out)) == names
+    again = predict(server, str(photos), *coco)
+    assert (again.returncode, report(out)["already_done"], report(out)["segmented"]) == (0, 4, 0)
+
+
 def test_ctrl_c_keeps_what_is_done_and_resume_completes_it(server, tmp_path):
     photos, out = tmp_path / "photos", tmp_path / "labels"
     distinct = [pet(seed) for seed in range(3)]
