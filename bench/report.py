@@ -13,10 +13,10 @@ import matplotlib.pyplot as plt
 
 NAIVE, DIRECT, PROXY = "naive server (baseline)", "TorchServe direct", "through the proxy"
 BATCHED = "handler, a batch in-process"
-BULK_RUNS = {"masks + COCO": [], "overlays too": ["--overlay"]}
-"""`petseg predict DIR --coco FILE` on a folder of the same photo, as it runs by default (the
-mask PNGs alone are asked for), and with --overlay: the answers the load rows get (JSON: mask
-and overlay), and all a bulk run does with them."""
+BULK_RUNS = {"masks": (), "overlays": ("--overlay",), "overlays, COCO": ("--overlay", "--coco")}
+"""`petseg predict DIR` on a folder of the same photo: as it runs by default (the mask PNGs
+alone are asked for), with --overlay (the JSON answers the load rows get: mask and overlay),
+and with a COCO file too (the masks decoded and encoded as RLE by the client)."""
 SERVED = (DIRECT, PROXY)
 PHOTOS = ("500x375", "4000x3000")
 COMPARE = {">=": operator.ge, "<=": operator.le}

@@ -285,18 +285,19 @@ def worker_memory(client: TorchServe, target: Target, photo: bytes) -> list[dict
 def bulk_row(
     instance: Instance, photo: bytes, total: int, runs: str, concurrency: int, folder: Path
 ) -> dict:
-    """`petseg predict` over a folder of ``total`` copies of ``photo`` with a COCO file, as
-    ``runs`` says (report.BULK_RUNS), in a process of its own like the load generator. Its
-    images/s are its report's: from the first photo sent to the last answer, without its
-    start-up."""
+    """`petseg predict` over a folder of ``total`` copies of ``photo``, as ``runs`` says
+    (report.BULK_RUNS), in a process of its own like the load generator. Its images/s are its
+    report's: from the first photo sent to the last answer, without its start-up."""
     shutil.rmtree(folder, ignore_errors=True)
     (folder / "photos").mkdir(parents=True)
     for index in range(total):
         (folder / "photos" / f"{index:05}.jpg").write_bytes(photo)
     out = folder / "out"
     command = [sys.executable, "-m", "petseg", "--workdir", str(instance.workdir), "predict"]
-    command += [str(folder / "photos"), "--out-dir", str(out), *report.BULK_RUNS[runs]]
-    command += ["--coco", str(out / "coco.json"), "--concurrency", str(concurrency)]
+    command += [str(folder / "photos"), "--out-dir", str(out), "--concurrency", str(concurrency)]
+    command += report.BULK_RUNS[runs]
+    if "--coco" in command:  # the last option: its file follows
+        command.append(str(out / "coco.json"))
     ran = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     if ran.returncode not in (0, 1):  # 1: some photos failed, which the row counts
         raise RuntimeError(f"petseg predict exited with {ran.returncode}: {ran.stderr[-500:]}")
