@@ -12,7 +12,7 @@ from torch.fx.experimental.optimization import fuse
 
 from handler.imaging import Letterbox
 from handler.spec import ModelSpec
-from handler.upsampling import Region, upsample_labels
+from handler.upsampling import Region, upsample_everywhere, upsample_labels
 
 
 def build_model(spec: ModelSpec, encoder_weights: str | None = None) -> torch.nn.Module:
@@ -40,19 +40,21 @@ def class_logits(logits: torch.Tensor, box: Letterbox) -> torch.Tensor:
 
 
 def photo_labels(
-    logits: torch.Tensor, box: Letterbox, height: int, width: int
+    logits: torch.Tensor, box: Letterbox, height: int, width: int, along_outlines: bool = True
 ) -> tuple[np.ndarray, dict[int, Region]]:
     """One image's letterboxed logits C x S x S -> uint8 class ids at the photo's own size, and
     where each class found lies (pixel count, bounding box; background included).
 
     The padding is cropped off before the scores are upsampled bilinearly, so the mask lines up
     with the photo whatever its aspect ratio; the labels equal the argmax of the upsampled
-    logits, computed only along the outlines (handler/upsampling.py). Upsampling is linear, so
+    logits, computed only along the outlines (handler/upsampling.py) unless ``along_outlines``
+    is off. Upsampling is linear, so
     the margins of classes 1.. over class 0 stand for the logits (one channel less).
     """
     content = class_logits(logits, box)
     margins = (content[1:] - content[:1]).cpu().numpy()
-    return upsample_labels(margins, height, width)
+    upsample = upsample_labels if along_outlines else upsample_everywhere
+    return upsample(margins, height, width)
 
 
 def autocast_dtype(device: torch.device, enabled: bool = True) -> torch.dtype | None:

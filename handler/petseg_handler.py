@@ -10,6 +10,7 @@ each batch's metrics, the masks' quality included, go to TorchServe (handler/met
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -69,7 +70,9 @@ class PetSegHandler(BaseHandler):
         use_cuda = torch.cuda.is_available() and gpu is not None
         self.device = torch.device(f"cuda:{gpu}" if use_cuda else "cpu")
         workers = int((context.model_yaml_config or {}).get("minWorkers", 1))
-        self.threads = ThreadPlan.for_worker(self.config.threads, workers)
+        self.threads = ThreadPlan.for_worker(
+            self.config.threads, workers, self.config.lone_request_every_core
+        )
         self.workers = BusyWorkers()
         if not use_cuda:
             torch.set_num_threads(self.threads.shared)
@@ -83,7 +86,9 @@ class PetSegHandler(BaseHandler):
         self.lone_forward = None
         if not use_cuda:
             self.lone_forward = self._lone_runtime(Path(properties["model_dir"]))
-        self.memory = MemoryReleaser(self.config.memory_margin_mb << 20)
+        self.memory = None
+        if self.config.release_memory_after_bursts:
+            self.memory = MemoryReleaser(self.config.memory_margin_mb << 20)
         self._mask_encoder = ThreadPoolExecutor(1, thread_name_prefix="mask-png")
         logger.info(
             "petseg %s on %s, %d threads, input %dpx, %s, code from %s",
@@ -101,7 +106,8 @@ class PetSegHandler(BaseHandler):
         sends it (one request, no image), so an inference client that adds a ``describe``
         header cannot swap its batch's answers for a model card."""
         self._describe_allowed = len(data) == 1 and not has_image(data[0])
-        with self.workers.busy(), self.memory.working():
+        releasing = self.memory.working() if self.memory else contextlib.nullcontext()
+        with self.workers.busy(), releasing:
             return super().handle(data, context)
 
     def _is_describe(self) -> bool:
@@ -154,7 +160,8 @@ class PetSegHandler(BaseHandler):
             if self.device.type == "cpu":
                 requests = len(batch.items)
                 # the other workers matter only to a lone request: no lock probing otherwise
-                others = self.workers.others_busy() if requests == 1 else 0
+                lone_may_gain = requests == 1 and self.threads.lone > self.threads.shared
+                others = self.workers.others_busy() if lone_may_gain else 0
                 threads = self.threads.threads(requests, others)
                 torch.set_num_threads(threads)
                 lone = requests == 1 and threads == self.threads.lone
@@ -183,7 +190,9 @@ class PetSegHandler(BaseHandler):
             start = time.perf_counter()
             logits = batch.logits[next(good)]
             height, width = item.height, item.width
-            item.labels, regions = photo_labels(logits, item.box, height, width)
+            item.labels, regions = photo_labels(
+                logits, item.box, height, width, self.config.upsample_along_outlines
+            )
             item.found = class_stats(regions, self.spec.class_names, height * width)
             item.quality = mask_quality(logits, item.box)
             answers.append(self._answer(index, item, start))
@@ -211,6 +220,7 @@ class PetSegHandler(BaseHandler):
                 self.config.max_image_pixels,
                 self.config.min_image_side,
                 self.config.overlay_max_side,
+                self.config.reduced_jpeg_decode,
             )
             item.image, item.width, item.height = photo.image, photo.width, photo.height
         except InputError as exc:
@@ -243,7 +253,9 @@ class PetSegHandler(BaseHandler):
         output = item.request.output
         self._set_content_type(index, OUTPUTS[output])
         if output == "json":
-            if item.spare_core:  # PIL's encoders let go of the GIL: the two run side by side
+            if (
+                item.spare_core and self.config.parallel_mask_encoding
+            ):  # PIL's encoders let go of the GIL: the two run side by side
                 mask_encoded = self._mask_encoder.submit(mask_png, item.labels, self.spec.palette)
                 overlay = self._overlay_jpeg(item)
                 mask = mask_encoded.result()

@@ -29,6 +29,22 @@ class HandlerConfig:
     memory_margin_mb: int = 128
     """Growth over the warmed-up resident size after which freed memory is handed back."""
 
+    # Speed mechanisms, each with its switch: `make bench` measures each one off against on
+    # (bench/ablation.py) where it applies, and one that gains less than 10% there goes.
+    lone_request_every_core: bool = True
+    """A batch of one request while no other worker is busy gets every usable core, not this
+    worker's share (handler/threads.py)."""
+    release_memory_after_bursts: bool = True
+    """Hand memory freed after a burst of big photos back to the system (handler/memory.py)."""
+    parallel_mask_encoding: bool = True
+    """A lone request's mask PNG and overlay JPEG are encoded side by side on two threads."""
+    upsample_along_outlines: bool = True
+    """Interpolate the class scores only where classes meet (handler/upsampling.py), not at
+    every pixel of the photo."""
+    reduced_jpeg_decode: bool = True
+    """A JPEG larger than ``overlay_max_side`` is decoded directly at the reduced size
+    (libjpeg's DCT scaling), not decoded whole and then reduced."""
+
     @classmethod
     def from_yaml(cls, section: dict | None) -> HandlerConfig:
         known = cls.__dataclass_fields__.keys()

@@ -55,12 +55,14 @@ class ThreadPlan:
     """Threads for a batch of one request."""
 
     @classmethod
-    def for_worker(cls, configured: int, workers: int) -> ThreadPlan:
-        """``configured`` threads always (model-config.yaml ``threads``), or 0: the plan above."""
+    def for_worker(cls, configured: int, workers: int, lone_every_core: bool = True) -> ThreadPlan:
+        """``configured`` threads always (model-config.yaml ``threads``), or 0: the plan above
+        (a lone request keeps the worker's share too when ``lone_every_core`` is off)."""
         if configured:
             return cls(configured, configured)
         cores = usable_cores()
-        return cls(max(1, cores // max(1, workers)), cores)
+        shared = max(1, cores // max(1, workers))
+        return cls(shared, cores if lone_every_core else shared)
 
     def threads(self, requests: int, others_busy: int) -> int:
         """For a batch of ``requests`` while ``others_busy`` other workers are working."""

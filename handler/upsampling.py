@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 CHUNK_VALUES = 1 << 22
 """Interpolated values computed at once (16 MB of float32): bounds the transient memory."""
@@ -134,4 +136,22 @@ def upsample_labels(
         for class_id in np.unique(block):
             where = block == class_id
             regions.add(int(class_id), int(where.sum()), x_all[where], y_all[where])
+    return labels, regions.found()
+
+
+def upsample_everywhere(
+    margins: np.ndarray, height: int, width: int
+) -> tuple[np.ndarray, dict[int, Region]]:
+    """:func:`upsample_labels` the plain way: every pixel interpolated, then the regions
+    counted on the label map (``upsample_along_outlines: false``)."""
+    scores = F.interpolate(
+        torch.from_numpy(margins)[None], size=(height, width), mode="bilinear", align_corners=False
+    )[0].numpy()
+    labels = label_grid(scores)
+    regions = _Regions()
+    for class_id in np.unique(labels):
+        rows = np.flatnonzero((labels == class_id).any(axis=1))
+        cols = np.flatnonzero((labels == class_id).any(axis=0))
+        pixels = int(np.count_nonzero(labels == class_id))
+        regions.add(int(class_id), pixels, cols[[0, -1]], rows[[0, -1]])
     return labels, regions.found()
