@@ -3,19 +3,15 @@
     python -m bench.ablation [--export-dir exported/petseg] [--out bench/results]
 
 Each mechanism has a switch in the ``handler:`` section of config/model-config.yaml. It is
-measured in the configuration where it applies, the served settings otherwise unchanged:
+measured in the configuration where it applies, the served settings otherwise unchanged: a
+lone request's latency (one photo at a time, nothing else running) for what serves the single
+user (every core for a lone request), images/s of full batches on one worker's share of the
+cores for what serves load (the upsampling along outlines, mixed precision).
 
-- a lone request's latency (one photo at a time, nothing else running) for what serves the
-  single user: every core for a lone request, the two encoders side by side;
-- images/s of full batches on one worker's share of the cores for what serves load: the
-  upsampling along outlines, the reduced JPEG decode, mixed precision;
-- a worker's resident memory once a burst of 12-megapixel photos is over and the worker idle,
-  for the memory releaser.
-
-Latency and throughput rows run both handlers, switch on and off, in one process and alternate
-between them in rounds, so a machine busy with something else slows both alike; the memory row
-starts a process for each (a process's memory is the figure). ``make bench`` runs them for both
-models after the in-process rows.
+Both handlers, switch on and off, run in one process and take turns in rounds, so a machine
+busy with something else slows both alike. ``make bench`` runs the rows for both models after
+the in-process rows; docs/performance.md keeps the figures of mechanisms removed for gaining
+less than ``GAIN_TO_KEEP``.
 """
 
 from __future__ import annotations
@@ -23,7 +19,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import multiprocessing
 import statistics
 import sys
 import tempfile
@@ -33,10 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+from ts.context import Context
 
 from bench.inputs import SIZES, pet_photo
-from bench.pipeline import LocalContext, local_handler
-from handler.memory import resident_bytes
+from bench.pipeline import for_batch, local_handler
 from handler.petseg_handler import PetSegHandler
 from handler.spec import SPEC_FILENAME
 from petseg.archive import MODEL_CONFIG
@@ -44,8 +39,6 @@ from petseg.launcher import ROOT
 
 GAIN_TO_KEEP = 0.10
 """A mechanism that gains less than this where it applies does not pay for its code."""
-IDLE_S = 1.5
-"""Idle time after the burst before the memory is read: the releaser trims after 1 s."""
 
 
 @dataclass(frozen=True)
@@ -53,39 +46,26 @@ class Ablation:
     switch: str
     """The ``handler:`` setting that turns the mechanism off when False."""
     measure: str
-    """``lone_ms`` (lower is better), ``images_per_s`` or ``idle_rss_mb`` (lower is better)."""
+    """``lone_ms`` (lower is better) or ``images_per_s``."""
     photo: str
     applies: str
     """Where the mechanism is meant to help: the configuration it is measured in."""
-    base: tuple[tuple[str, object], ...] = ()
-    """Handler settings of that configuration, besides the served ones."""
 
 
 ABLATIONS = (
     Ablation("lone_request_every_core", "lone_ms", "500x375", "one user, idle machine"),
-    Ablation(
-        "onnx_for_lone_requests",
-        "lone_ms",
-        "500x375",
-        "one user, fp32 network (a CPU without native bf16)",
-        (("mixed_precision", False),),
-    ),
-    Ablation("parallel_mask_encoding", "lone_ms", "4000x3000", "one user, phone photos"),
     Ablation("upsample_along_outlines", "images_per_s", "4000x3000", "load of phone photos"),
-    Ablation("reduced_jpeg_decode", "images_per_s", "4000x3000", "load of phone photos"),
     Ablation("mixed_precision", "images_per_s", "500x375", "load, CPU with native bf16"),
-    Ablation("release_memory_after_bursts", "idle_rss_mb", "4000x3000", "after a burst"),
 )
 
 
 def _settings(served: dict, ablation: Ablation, on: bool) -> dict:
     settings = copy.deepcopy(served)
-    settings["handler"] = {**settings.get("handler", {}), **dict(ablation.base)}
-    settings["handler"][ablation.switch] = on
+    settings.setdefault("handler", {})[ablation.switch] = on
     return settings
 
 
-Step = Callable[[PetSegHandler, LocalContext], int]
+Step = Callable[[PetSegHandler, Context], int]
 """One unit of work on a handler; returns the images it handled."""
 
 
@@ -110,11 +90,12 @@ def _in_process(model_dir: Path, served: dict, ablation: Ablation, photo: bytes,
     batch = 1 if ablation.measure == "lone_ms" else int(served["batchSize"])
     rows = [{"body": photo}] * batch
 
-    def step(handler: PetSegHandler, context: LocalContext) -> int:
+    def step(handler: PetSegHandler, context: Context) -> int:
         handler.handle(rows, context)
         return batch
 
     for handler, context in handlers.values():
+        for_batch(context, [{}] * batch)
         step(handler, context)  # first call: allocations, caches
     rates = _alternate(handlers, step, 6 if long else 4, 3.0 if long else 1.5)
     if ablation.measure == "lone_ms":
@@ -122,38 +103,12 @@ def _in_process(model_dir: Path, served: dict, ablation: Ablation, photo: bytes,
     return rates
 
 
-def _burst_rss(model_dir: Path, settings: dict, photo: bytes, out) -> None:
-    handler, context = local_handler(model_dir, settings)
-    rows = [{"body": photo}] * int(settings["batchSize"])
-    for _ in range(2):
-        handler.handle(rows, context)
-    time.sleep(IDLE_S)
-    out.put(resident_bytes() / 2**20)
-
-
-def _idle_rss(model_dir: Path, served: dict, ablation: Ablation, photo: bytes, long: bool):
-    spawn = multiprocessing.get_context("spawn")
-    figures: dict[bool, list[float]] = {True: [], False: []}
-    for _ in range(3 if long else 2):
-        for on in (True, False):
-            out = spawn.Queue()
-            settings = _settings(served, ablation, on)
-            process = spawn.Process(target=_burst_rss, args=(model_dir, settings, photo, out))
-            process.start()
-            figures[on].append(out.get())
-            process.join()
-    return figures
-
-
 def measure(model_dir: Path, served: dict, ablation: Ablation, long: bool = False) -> dict:
     """One ablation row: the figure with the switch on and off (median and range), and the gain
     (how much better on is than off: a ratio minus one)."""
-    photo = pet_photo(*SIZES[ablation.photo])
-    run = _idle_rss if ablation.measure == "idle_rss_mb" else _in_process
-    figures = run(model_dir, served, ablation, photo, long)
+    figures = _in_process(model_dir, served, ablation, pet_photo(*SIZES[ablation.photo]), long)
     on, off = (statistics.median(figures[state]) for state in (True, False))
-    lower_is_better = ablation.measure != "images_per_s"
-    gain = (off / on if lower_is_better else on / off) - 1
+    gain = (off / on if ablation.measure == "lone_ms" else on / off) - 1
     return {
         "switch": ablation.switch,
         "measure": ablation.measure,

@@ -4,72 +4,61 @@
 
 One process answers one request at a time (http.server): decode, one fp32 eager forward pass
 for that image alone with every core given to torch, encode, reply. No batching, no worker
-processes, no mixed precision; this is how the original demo app served the model. It shares
-petseg's decoding and rendering code, so a comparison with it measures the serving design, not
-different image code. `make bench` starts it on a free port and measures it beside TorchServe.
+processes, no mixed precision; this is how the original demo app served the model. It runs
+petseg's own pipeline (handler/pipeline.py) with the plain model as its forward pass, so a
+comparison with it measures the serving design, not different image code. `make bench` starts
+it on a free port and measures it beside TorchServe.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from handler.decoding import InputError, Photo, decode_photo
-from handler.imaging import letterbox_image
-from handler.model import load_exported, photo_labels
-from handler.rendering import b64, class_stats, encode, mask_png, paint_overlay
-from handler.settings import HandlerConfig
+from handler.batch import Item
+from handler.model import load_exported
+from handler.payload import Request
+from handler.pipeline import Answer, Pipeline
 
 
 class NaiveSegmenter:
+    """petseg's pipeline with the plain eager fp32 model as its forward pass, one photo at a
+    time: none of handler/runtime.py's machinery."""
+
     def __init__(self, export_dir: Path, device: str = "cpu") -> None:
         self.model, self.spec = load_exported(export_dir, device)
         self.device = torch.device(device)
-        self.config = HandlerConfig()
+        self.pipeline = Pipeline(self.spec, self._forward, "float32", self.spec.version)
 
-    def labels(self, data: bytes) -> tuple[Photo, np.ndarray, list[dict[str, object]]]:
-        """The decoded photo, its class ids (the benchmark's fp32 reference masks) and the
-        classes found."""
-        config = self.config
-        photo = decode_photo(
-            data, config.max_image_pixels, config.min_image_side, config.overlay_max_side
-        )
-        pixels, box = letterbox_image(
-            photo.image, self.spec.input_size, self.spec.mean, self.spec.std
-        )
+    def _forward(self, pixels: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
-            logits = self.model(torch.from_numpy(pixels)[None].to(self.device))[0]
-        labels, regions = photo_labels(logits, box, photo.height, photo.width)
-        return photo, labels, class_stats(regions, self.spec.class_names, labels.size)
+            return self.model(pixels.to(self.device)).float()
 
-    def __call__(self, data: bytes) -> dict:
-        photo, labels, found = self.labels(data)
-        alpha = self.config.overlay_alpha
-        overlay = paint_overlay(photo.image, labels, self.spec.palette, alpha, found)
-        return {
-            "width": photo.width,
-            "height": photo.height,
-            "mask_png": b64(mask_png(labels, self.spec.palette)),
-            "overlay_jpeg": b64(encode(overlay, "jpeg", self.config.jpeg_quality)),
-        }
+    def __call__(self, data: bytes) -> Answer:
+        return self.pipeline.run([Request(data, "json")])[0]
+
+    def labels(self, data: bytes) -> np.ndarray:
+        """The photo's class ids: the benchmark's fp32 reference masks."""
+        item = Item(request=Request(data, "mask"))
+        pipeline = self.pipeline
+        pipeline.answer(pipeline.infer(pipeline.prepare([item])))
+        if item.error is not None:
+            raise item.error
+        return item.labels
 
 
 def make_handler(segment: NaiveSegmenter) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             data = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            try:
-                status, body = 200, segment(data)
-            except InputError as exc:
-                status, body = exc.status, {"code": exc.status, "message": exc.message}
-            payload = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
+            answer = segment(data)
+            payload = answer.body.encode()
+            self.send_response(answer.status)
+            self.send_header("Content-Type", answer.media_type)
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
             self.wfile.write(payload)

@@ -12,59 +12,46 @@ from __future__ import annotations
 import multiprocessing
 import statistics
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from ts.context import Context, RequestProcessor
+from ts.metrics.metric_cache_yaml_impl import MetricsCacheYamlImpl
+
 from handler.petseg_handler import PetSegHandler
+from handler.protocol import MODEL_NAME
+from petseg.launcher import METRICS_CONFIG
 
 
-class _NoMetrics:
-    """TorchServe's metrics cache, reduced to the calls the handler makes, which do nothing
-    (the handler's own work for them, the figures, is still done and timed)."""
-
-    def add_time(self, *args: object, **kwargs: object) -> None:
-        pass
-
-    def get_metric(self, *args: object) -> _NoMetrics:
-        return self
-
-    def add_or_update(self, *args: object) -> None:
-        pass
-
-
-class LocalContext:
-    """The parts of TorchServe's worker context the handler reads, for running it in-process."""
-
-    def __init__(self, model_dir: Path, settings: dict, version: str = "1.0") -> None:
-        self.system_properties = {
-            "model_dir": str(model_dir),
-            "gpu_id": None,
-            "batch_size": settings.get("batchSize", 1),
-        }
-        self.manifest = {"model": {"modelName": "petseg", "modelVersion": version}}
-        self.model_yaml_config = settings
-        self.metrics = _NoMetrics()
-        self.headers: dict[int, dict[str, str]] = {}
-
-    def get_request_header(self, idx: int, key: str) -> str | None:
-        return self.headers.get(idx, {}).get(key)
-
-    def get_request_id(self, idx: int = 0) -> str:
-        return f"local-{idx}"
-
-    def set_response_header(self, idx: int, key: str, value: str) -> None:
-        pass
-
-    def set_response_status(self, code: int = 200, phrase: str = "", idx: int = 0) -> None:
-        pass
-
-    def set_response_content_type(self, idx: int, value: str) -> None:
-        pass
+def worker_context(model_dir: Path, settings: dict, version: str = "1.0") -> Context:
+    """TorchServe's own worker context, as a worker builds it for ``model_dir`` (its metrics
+    cache reads config/metrics.yaml: a metric the handler emits undeclared fails here too)."""
+    with warnings.catch_warnings():  # it reads the file without closing it
+        warnings.simplefilter("ignore", ResourceWarning)
+        metrics = MetricsCacheYamlImpl(config_file_path=str(METRICS_CONFIG))
+    metrics.initialize_cache()
+    metrics.model_name = MODEL_NAME
+    manifest = {"model": {"modelName": MODEL_NAME, "modelVersion": version}}
+    batch_size = settings.get("batchSize", 1)
+    return Context(
+        MODEL_NAME, str(model_dir), manifest, batch_size, None, "0.12.0", True, metrics, settings
+    )
 
 
-def local_handler(model_dir: Path, settings: dict) -> tuple[PetSegHandler, LocalContext]:
+def for_batch(context: Context, headers: list[dict[str, str]]) -> Context:
+    """What a worker sets on the context before each batch (ts/service.py ``predict``): one
+    request's headers and id per request."""
+    ids = {index: f"torchserve-{index}" for index in range(len(headers))}
+    context.request_ids = ids
+    context.request_processor = [RequestProcessor(dict(h)) for h in headers]
+    context.metrics.request_ids = ids
+    return context
+
+
+def local_handler(model_dir: Path, settings: dict) -> tuple[PetSegHandler, Context]:
     """A handler initialised as a worker would initialise it (threads, precision, warm-up)."""
-    context = LocalContext(model_dir, settings)
+    context = worker_context(model_dir, settings)
     handler = PetSegHandler()
     handler.initialize(context)
     return handler, context
@@ -84,6 +71,7 @@ class PipelineRun:
 def _worker(run: PipelineRun, barrier, rates) -> None:
     handler, context = local_handler(run.model_dir, run.settings)
     rows = [{"body": run.photo}] * run.settings["batchSize"]
+    for_batch(context, [{}] * len(rows))
     handler.handle(rows, context)  # a first full batch: allocations, caches
     for repeat in range(run.repeats):
         barrier.wait()

@@ -11,6 +11,8 @@ import psutil
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from bench import ablation
+
 NAIVE, DIRECT, PROXY = "naive server (baseline)", "TorchServe direct", "through the proxy"
 BATCHED = "handler, a batch in-process"
 BULK_RUNS = {"masks": (), "overlays": ("--overlay",), "overlays, COCO": ("--overlay", "--coco")}
@@ -138,6 +140,9 @@ def _model_targets(results: dict, name: str, model: dict) -> list[tuple[str, flo
             )
             target = f"{name}: served masks = fp32 eager masks, {photo}"
             rows.append((target, agreement, ">=", 0.995))
+    for row in model["ablation"]:
+        target = f"{name}: gain of {row['switch']} ({row['measure']}, {row['photo']})"
+        rows.append((target, row["gain"], ">=", ablation.GAIN_TO_KEEP))
     return rows
 
 
@@ -183,6 +188,8 @@ def _model_table(results: dict, name: str, model: dict) -> list[str]:
             f"{row['server_rss_mb']:>8.0f}"
         )
     lines += [bulk_line(model, photo, row) for photo, rows in model["bulk"].items() for row in rows]
+    lines.append("speed mechanisms, each on against off where it applies (bench/ablation.py):")
+    lines += [ablation.line(row) for row in model["ablation"]]
     for photo, stages in model["handler_timings_ms"].items():
         lines.append(
             f"handler stages at c=1, {photo}, ms (one full decode: {results['decode_ms'][photo]}): "

@@ -34,7 +34,7 @@ import torch
 import yaml
 from PIL import Image
 
-from bench import report
+from bench import ablation, report
 from bench.inputs import SIZES, pet_photo
 from bench.limit import measure_limits
 from bench.loadgen import Connection, Target, measure
@@ -403,8 +403,7 @@ def measure_in_process(model: Model, settings: dict, device: str, work: Workload
         print(report.limit_line(row), flush=True)
     if model.trained:
         work.reference = {
-            photo: [naive.labels(data)[1] for data in checks]
-            for photo, checks in work.checks.items()
+            photo: [naive.labels(data) for data in checks] for photo, checks in work.checks.items()
         }
         model.results["mask_agreement_vs_fp32_eager"][report.BATCHED] = batched_agreement(
             model.export_dir, settings, work
@@ -415,6 +414,8 @@ def measure_in_process(model: Model, settings: dict, device: str, work: Workload
         run = PipelineRun(model.export_dir, settings, data, 6 if long else 3, 3)
         model.results["pipeline"][photo] = pipeline_limit(run)
         print(report.pipeline_line(photo, model.results["pipeline"][photo]), flush=True)
+    print(f"{model.name}: speed mechanisms, each on against off", flush=True)
+    model.results["ablation"] = ablation.measure_all(model.export_dir, settings, long)
 
 
 def measure_model(model: Model, settings: dict, device: str, work: Workload, long: bool) -> None:

@@ -1,4 +1,4 @@
-"""What travels through preprocess -> inference -> postprocess for one TorchServe batch.
+"""What travels through the pipeline's steps for one batch (handler/pipeline.py).
 
 TorchServe's template hands each step only the previous step's return value, so the batch
 carries every request's state: its parsed request, decoded image, letterbox, or its error.
@@ -37,10 +37,6 @@ class Item:
     """Each class in ``labels`` besides background: fraction and bounding box."""
     quality: MaskQuality | None = None
     batch_size: int = 1
-    precision: str = ""
-    """What computed its mask: the served precision, or float32 (a lone request's runtime)."""
-    spare_core: bool = False
-    """Alone on an idle machine: its answer's encoders may run side by side."""
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -50,6 +46,3 @@ class Batch:
     pixels: torch.Tensor | None = None
     logits: torch.Tensor | None = None
     inference_ms: float = 0.0
-    precision: str = ""
-    lone: bool = False
-    """One request, and no other worker busy: it had every core."""

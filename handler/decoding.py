@@ -94,28 +94,19 @@ def reduction(width: int, height: int, max_side: int) -> int:
     return next((s for s in (2, 4, 8) if -(-longest // s) <= max_side), 8)
 
 
-def decode_photo(
-    data: bytes, max_pixels: int, min_side: int, max_side: int = 0, draft: bool = True
-) -> Photo:
+def decode_photo(data: bytes, max_pixels: int, min_side: int, max_side: int = 0) -> Photo:
     """Upright (EXIF orientation applied) 8-bit RGB pixels of the first frame, reduced by a power
-    of two until the longer side is at most ``max_side`` (0: full size).
+    of two until the longer side is at most ``max_side`` (0: full size), for the overlay.
 
-    A JPEG is reduced while it is decoded (libjpeg's DCT scaling: a 12-megapixel photo decodes
-    at half size in a third of the time) unless ``draft`` is off, other formats after a full
-    decode. ``width`` and
-    ``height`` stay the photo's own, upright: the mask is made at that size.
+    ``width`` and ``height`` stay the photo's own, upright: the mask is made at that size.
     """
     image = open_image(bytes(data), max_pixels, min_side)
     width, height = image.size
     factor = reduction(width, height, max_side)
     try:
         image.seek(0)
-        if draft and factor > 1 and image.format in ("JPEG", "MPO"):
-            image.draft("RGB", (width // factor, height // factor))
         image.load()
-        if image.size != (width, height):  # drafted: what libjpeg delivered
-            factor = 1
-        elif factor > 1:
+        if factor > 1:
             image = image.reduce(factor)
         orientation = image.getexif().get(ORIENTATION, 1)
         image = ImageOps.exif_transpose(image) if orientation != 1 else image

@@ -14,36 +14,23 @@ class HandlerConfig:
     overlay_alpha: float = 0.5
     jpeg_quality: int = 85
     overlay_max_side: int = 2048
-    """Longest side of the overlay image; a larger photo is reduced by a power of two (a JPEG
-    while it is decoded). 0: the photo's own size. The mask is always the photo's size."""
+    """Longest side of the overlay image; a larger photo is reduced by a power of two after it
+    is decoded. 0: the photo's own size. The mask is always the photo's size."""
     threads: int = 0
     """torch threads per CPU worker; 0 = the plan of handler/threads.py (usable cores / workers,
     all usable cores for a lone request)."""
     mixed_precision: bool = True
     """bf16 weights on CPUs with native bf16, fp16 autocast on CUDA, else fp32 (see
     handler.model.ServingModel)."""
-    onnx_for_lone_requests: bool = True
-    """On a CPU running the network in fp32 (no native bf16), a request alone in its batch runs
-    in ONNX Runtime when the worker measured it clearly faster than torch at start-up
-    (handler/lone_forward.py)."""
-    memory_margin_mb: int = 128
-    """Growth over the warmed-up resident size after which freed memory is handed back."""
 
     # Speed mechanisms, each with its switch: `make bench` measures each one off against on
     # (bench/ablation.py) where it applies, and one that gains less than 10% there goes.
     lone_request_every_core: bool = True
     """A batch of one request while no other worker is busy gets every usable core, not this
     worker's share (handler/threads.py)."""
-    release_memory_after_bursts: bool = True
-    """Hand memory freed after a burst of big photos back to the system (handler/memory.py)."""
-    parallel_mask_encoding: bool = True
-    """A lone request's mask PNG and overlay JPEG are encoded side by side on two threads."""
     upsample_along_outlines: bool = True
     """Interpolate the class scores only where classes meet (handler/upsampling.py), not at
     every pixel of the photo."""
-    reduced_jpeg_decode: bool = True
-    """A JPEG larger than ``overlay_max_side`` is decoded directly at the reduced size
-    (libjpeg's DCT scaling), not decoded whole and then reduced."""
 
     @classmethod
     def from_yaml(cls, section: dict | None) -> HandlerConfig:

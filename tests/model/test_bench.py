@@ -13,7 +13,7 @@ import requests
 import torch
 from PIL import Image
 
-from bench import report
+from bench import ablation, report
 from bench.inputs import pet_photo
 from bench.limit import measure_limits
 from bench.loadgen import Target, measure
@@ -21,10 +21,9 @@ from bench.naive_baseline import NaiveSegmenter, QueueingHTTPServer, make_handle
 from bench.pipeline import PipelineRun, pipeline_limit
 from bench.run import random_weights_model
 from handler.model import load_exported
-from handler.petseg_handler import PetSegHandler
 from handler.spec import ModelSpec
 from tests.support import images
-from tests.support.handler_context import FakeContext, run
+from tests.support.handler_context import handler_for, run
 
 
 @pytest.fixture(scope="module")
@@ -38,12 +37,11 @@ def test_pet_photos_are_deterministic_jpegs():
 
 
 def test_naive_baseline_predicts_what_the_fp32_handler_predicts(naive, tiny_export):
-    fp32 = PetSegHandler()
-    fp32.initialize(FakeContext(tiny_export, yaml={"handler": {"mixed_precision": False}}))
+    fp32 = handler_for(tiny_export, {"handler": {"mixed_precision": False}})
     data = pet_photo(200, 150, seed=1)
-    (answer,), _ = run(fp32, [{"body": data}], tiny_export)
+    (answer,), _ = run(fp32, [{"body": data}])
     served = np.asarray(images.from_base64(json.loads(answer)["mask_png"]))
-    assert np.array_equal(served, naive.labels(data)[1])
+    assert np.array_equal(served, naive.labels(data))
 
 
 def test_naive_baseline_answers_over_http(naive):
@@ -136,6 +134,11 @@ def fake_model(direct16: float, trained: bool) -> dict:
             ]
             for photo in report.PHOTOS
         },
+        "ablation": [
+            {"switch": switch, "measure": "lone_ms", "photo": "500x375", "applies": "one user"}
+            | {"on": 40.0, "off": 40.0 * (1 + gain), "gain": gain, "pays": gain >= 0.1}
+            for switch, gain in (("lone_request_every_core", 0.48), ("mixed_precision", 0.05))
+        ],
     }
 
 
@@ -159,9 +162,21 @@ def test_report_checks_every_target_per_model_and_charts_both_sizes(tmp_path):
     assert met["demo: bulk, overlays / direct c=16, 500x375"]  # 0.95
     assert not met["demo: bulk, overlays, COCO / direct c=16, 500x375"]  # 0.85
     assert not any(t.startswith("256: served masks") for t in met)  # random weights: no masks
+    assert met["demo: gain of lone_request_every_core (lone_ms, 500x375)"]
+    assert not met["demo: gain of mixed_precision (lone_ms, 500x375)"]  # under 10%
     text = "\n".join(report.table(results))
     assert "x limit" in text and "MISSED" in text and "0.90" in text  # 36 / 40 in the table
     assert "0.85x direct at c=16" in text  # the bulk rows
+    assert "gain  +48.0%  pays" in text and "gain   +5.0%  UNDER 10%" in text
     report.chart(results, tmp_path / "chart.png")
     with Image.open(tmp_path / "chart.png") as chart:
         assert chart.format == "PNG" and chart.height > chart.width / 2  # two rows of panels
+
+
+def test_an_ablation_row_measures_the_switch_off_against_on(tiny_export):
+    served = {"minWorkers": 2, "batchSize": 2, "handler": {}}
+    switch = ablation.Ablation("upsample_along_outlines", "images_per_s", "500x375", "load")
+    row = ablation.measure(tiny_export, served, switch)
+    assert row["on"] > 0 and row["off"] > 0
+    assert row["gain"] == pytest.approx(row["on"] / row["off"] - 1, abs=0.01)
+    assert row["pays"] == (row["gain"] >= ablation.GAIN_TO_KEEP)

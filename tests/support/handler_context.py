@@ -1,59 +1,101 @@
-"""A stand-in for TorchServe's context, so tests drive the handler exactly as a worker does."""
+"""The handler driven as a TorchServe worker drives it: TorchServe's own context, request
+processors and metrics cache (bench/pipeline.py builds them), and what a test reads back."""
 
 from __future__ import annotations
 
-from bench.pipeline import LocalContext
+import contextlib
+import logging
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.pipeline import for_batch, worker_context
+from handler.petseg_handler import PetSegHandler
+
+METRIC_LINE = re.compile(
+    r"\[METRICS\](?P<name>\w+)\.\w+:(?P<value>[-\d.e]+)\|#(?P<dims>[^|]*)\|#type:(?P<type>\w+)"
+    r"\|#hostname:[^,]*,\d+(?:,(?P<request_id>.*))?"
+)
 
 
-class FakeMetrics:
-    """Keeps the last value of each metric, and every emission of the handler's own."""
-
-    def __init__(self):
-        self.recorded = {}
-        self.emitted = []  # (name, type, value, dimension values, request id)
-
-    def _add(self, name, value, *args, **kwargs):
-        self.recorded[name] = value
-
-    add_time = add_metric = add_counter = _add
-
-    def get_metric(self, name, metric_type):
-        metrics = self
-
-        class Metric:
-            def add_or_update(self, value, dimension_values=(), request_id=""):
-                metrics.recorded[name] = value
-                metrics.emitted.append(
-                    (name, metric_type, value, list(dimension_values), request_id)
-                )
-
-        return Metric()
+def handler_for(model_dir: Path, yaml: dict | None = None, batch_size: int = 4) -> PetSegHandler:
+    """A handler initialised by TorchServe's context for ``model_dir``, with these settings."""
+    handler = PetSegHandler()
+    handler.initialize(worker_context(model_dir, {"batchSize": batch_size, **(yaml or {})}))
+    return handler
 
 
-class FakeContext(LocalContext):
-    """The bench's in-process context, keeping what the handler sets on it, with metrics that
-    remember and TorchServe's kind of request ids."""
+@dataclass
+class Metrics:
+    emitted: list[tuple] = field(default_factory=list)
+    """(name, type, value, dimension values, request id), as the metrics log lines say."""
 
-    def __init__(self, model_dir, batch_size=4, yaml=None):
-        super().__init__(model_dir, {"batchSize": batch_size, **(yaml or {})})
-        self.model_yaml_config = yaml or {}
-        self.metrics = FakeMetrics()
-        self.statuses, self.content_types, self.response_headers = {}, {}, {}
-
-    def get_request_id(self, idx=0):
-        return f"torchserve-{idx}"
-
-    def set_response_header(self, idx, key, value):
-        self.response_headers.setdefault(idx, {})[key] = value
-
-    def set_response_status(self, code=200, phrase="", idx=0):
-        self.statuses[idx] = (code, phrase)
-
-    def set_response_content_type(self, idx, value):
-        self.content_types[idx] = value
+    @property
+    def recorded(self) -> dict[str, float]:
+        """The last value of each metric."""
+        return {name: value for name, _, value, _, _ in self.emitted}
 
 
-def run(handler, rows, tiny_export, headers=None):
-    context = FakeContext(tiny_export)
-    context.headers = headers or {}
-    return handler.handle(rows, context), context
+@dataclass
+class Served:
+    """A batch's answers and what the handler set on TorchServe's context for them."""
+
+    statuses: dict[int, tuple[int, str]]
+    """The requests answered with another status than 200: (status, phrase)."""
+    content_types: dict[int, str]
+    response_headers: dict[int, dict[str, str]]
+    metrics: Metrics
+
+
+class _Lines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+@contextlib.contextmanager
+def _metric_lines() -> Iterator[list[str]]:
+    """The lines TorchServe's metrics cache logs (what its frontend parses into metrics)."""
+    logger = logging.getLogger("ts.metrics.caching_metric")
+    lines, level = _Lines(), logger.level
+    logger.addHandler(lines)
+    logger.setLevel(logging.INFO)
+    try:
+        yield lines.lines
+    finally:
+        logger.removeHandler(lines)
+        logger.setLevel(level)
+
+
+def _parse(line: str) -> tuple:
+    match = METRIC_LINE.fullmatch(line)
+    assert match, f"not a TorchServe metrics line: {line}"
+    dims = [pair.split(":", 1)[1] for pair in match["dims"].split(",")]
+    value = float(match["value"])
+    return match["name"], match["type"], value, dims, match["request_id"] or ""
+
+
+def run(
+    handler: PetSegHandler, rows: list[dict], headers: dict[int, dict[str, str]] | None = None
+) -> tuple[list, Served]:
+    """One batch through ``handler.handle``, on the context the handler was initialised with."""
+    context = handler.context
+    for_batch(context, [(headers or {}).get(index, {}) for index in range(len(rows))])
+    with _metric_lines() as lines:
+        answers = handler.handle(rows, context)
+    statuses = {}
+    for index in range(len(rows)):
+        code, phrase = context.get_response_status(index)
+        if code != 200:
+            statuses[index] = (code, phrase)
+    headers_set = {index: context.get_response_headers(index) for index in range(len(rows))}
+    return answers, Served(
+        statuses,
+        {i: h["content-type"] for i, h in headers_set.items() if "content-type" in h},
+        headers_set,
+        Metrics([_parse(line) for line in lines if line.startswith("[METRICS]")]),
+    )

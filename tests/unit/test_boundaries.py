@@ -22,7 +22,6 @@ ALLOWED = {
         "PIL",
         "segmentation_models_pytorch",
         "ts",
-        "onnxruntime",
         "pycocotools",
     },
     "torchserve_client": {"torchserve_client", "handler.protocol"},
@@ -94,3 +93,13 @@ def test_the_web_app_never_loads_torch_numpy_pil_or_the_handler():
 def test_the_operator_command_starts_without_torch():
     loaded = modules_after("from petseg.cli import get_args_parser\nget_args_parser()")
     assert not [m for m in loaded if m.split(".")[0] in HEAVY]
+
+
+def test_the_pipeline_needs_neither_torchserve_nor_the_speed_machinery():
+    """Moving to another server means a new adapter beside handler/petseg_handler.py, nothing
+    in the pipeline; its forward pass is handed in, so it schedules nothing itself."""
+    loaded = modules_after("import handler.pipeline")
+    assert "torch" in loaded and "handler.decoding" in loaded
+    assert not [m for m in loaded if m.split(".")[0] == "ts"]
+    machinery = {"handler.runtime", "handler.threads", "handler.petseg_handler"}
+    assert not loaded & machinery

@@ -1,16 +1,14 @@
-"""A worker's threads (cores it may use, shared under load, all for a lone request, never two
-lone requests on all cores at once) and its memory after big photos."""
+"""A worker's threads: the cores it may use, shared under load, all for a lone request, never
+two lone requests on all cores at once."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 
-import psutil
 import pytest
 
 from handler import threads
-from handler.memory import resident_bytes
 from handler.threads import BusyWorkers, ThreadPlan
 
 
@@ -75,35 +73,3 @@ def test_workers_see_each_other_busy_through_locks_and_forget_dead_ones(tmp_path
             other.kill()
     assert own.others_busy() == 0
     assert not (folder / str(other.pid)).exists()  # dead: removed
-
-
-GROW_AND_TRIM = """
-import time
-from handler.memory import MemoryReleaser, resident_bytes
-releaser = MemoryReleaser(margin_bytes=64 << 20, idle_s=0.3)
-print(releaser.release_if_grown())  # nothing grew yet
-with releaser.working():
-    chunks = [bytes(100_000) for _ in range(4_000)]  # 400 MB in heap-sized blocks
-    pin = bytes(100_000)  # allocated last: the heap's top cannot shrink past it
-    del chunks
-    time.sleep(0.6)
-    print(releaser.trims, (resident_bytes() - releaser.baseline) >> 20)  # during a batch
-time.sleep(0.1)
-print(releaser.trims)  # idle, but not for long
-time.sleep(0.6)
-print(releaser.trims, (resident_bytes() - releaser.baseline) >> 20)
-"""
-
-
-def test_memory_freed_by_a_big_batch_goes_back_to_the_system_once_idle():
-    """In a fresh interpreter: this one's heap already holds the free memory of other tests."""
-    assert abs(resident_bytes() - psutil.Process().memory_info().rss) < 8 << 20
-    lines = subprocess.run(
-        [sys.executable, "-c", GROW_AND_TRIM], capture_output=True, text=True, check=True
-    ).stdout.splitlines()
-    assert lines[0] == "False"
-    trims_during, grown = map(int, lines[1].split())
-    assert trims_during == 0 and grown > 150  # MB glibc kept after the free
-    assert lines[2] == "0"
-    trims_after, left = map(int, lines[3].split())
-    assert trims_after == 1 and left < grown / 3
