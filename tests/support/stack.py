@@ -6,6 +6,7 @@ import contextlib
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -13,8 +14,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from frontend_server import create_app
 from frontend_server.wsgi import make_server
+from petseg import cluster as fleet
+from petseg import state
 from petseg.demo import web_settings
-from petseg.launcher import Instance
+from petseg.launcher import Instance, free_ports
 from tests.support import traffic
 
 
@@ -65,3 +68,15 @@ def scraped(operator_url: str, name: str, **labels: str) -> float:
             if sample.name == name and sample.labels == labels:
                 return sample.value
     return 0.0
+
+
+@contextlib.contextmanager
+def running_cluster(store: Path, root: Path, instances: int = 2) -> Iterator[fleet.Cluster]:
+    """``instances`` instances behind nginx serving ``store``'s petseg.mar, stopped after."""
+    state_file = root / "serving.json"
+    state.save(state.for_archive(store, "petseg.mar"), state_file)
+    running = fleet.start_cluster(instances, store, state_file, root=root, port=free_ports(1)[0])
+    try:
+        yield running
+    finally:
+        fleet.stop_cluster(running)

@@ -11,22 +11,15 @@ from pathlib import Path
 import pytest
 
 from petseg import cluster as fleet
-from petseg import state
-from petseg.launcher import free_ports
 from tests.support.cli import petseg
 from tests.support.photos import coco_images, mask_path, photo_tree, report
+from tests.support.stack import running_cluster
 
 
 @pytest.fixture(scope="module")
 def cluster(model_store, tmp_path_factory):
-    root = tmp_path_factory.mktemp("bulk-cluster")
-    state_file = root / "serving.json"
-    state.save(state.for_archive(model_store, "petseg.mar"), state_file)
-    running = fleet.start_cluster(2, model_store, state_file, root=root, port=free_ports(1)[0])
-    try:
+    with running_cluster(model_store, tmp_path_factory.mktemp("bulk-cluster")) as running:
         yield running
-    finally:
-        fleet.stop_cluster(running)
 
 
 def answered_by(cluster: fleet.Cluster, since: float) -> Counter:

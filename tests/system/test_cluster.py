@@ -22,9 +22,9 @@ import requests
 from petseg import cluster as fleet
 from petseg import state
 from petseg.archive import build_archive
-from petseg.launcher import free_ports
 from tests.support import images
 from tests.support.cli import petseg
+from tests.support.stack import running_cluster
 
 PHOTO = images.jpeg(200, 150)
 NEXT_VERSION = "2.0"
@@ -61,14 +61,8 @@ def store(model_store, tiny_export, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def cluster(store, tmp_path_factory):
-    root = tmp_path_factory.mktemp("cluster")
-    state_file = root / "serving.json"
-    state.save(state.for_archive(store, "petseg.mar"), state_file)
-    running = fleet.start_cluster(2, store, state_file, root=root, port=free_ports(1)[0])
-    try:
+    with running_cluster(store, tmp_path_factory.mktemp("cluster")) as running:
         yield running
-    finally:
-        fleet.stop_cluster(running)
 
 
 RETRIED: list[float] = []
