@@ -45,7 +45,7 @@ help:
 	@echo "make manifests [OVERLAY=gpu]  the Kubernetes manifests, rendered (deploy/k8s)"
 	@echo "make k8s-config  copy config/ into deploy/k8s/base/config (manifests does it first)"
 	@echo "make test         run the test suite"
-	@echo "make test-fast    the unit tests alone (no TorchServe, browser or containers)"
+	@echo "make test-fast    unit and model tests (no TorchServe, browser or containers)"
 	@echo "make lint         ruff check + format check"
 
 setup: $(STAMP)
@@ -191,9 +191,10 @@ test: browser prometheus containers kubectl balancer | $(STAMP)
 	$(MAKE) lint
 	timeout -s KILL 4500 $(PY) -m pytest
 
-# The inner loop: no TorchServe, no browser, no containers (tests/unit), about a minute.
+# The inner loop: the unit tests and the model's (a tiny model trained in-process); no
+# TorchServe, no browser, no containers.
 test-fast: | $(STAMP)
-	$(PY) -m pytest -m "not slow" -q
+	$(PY) -m pytest -q tests/unit tests/model
 
 clean:
 	rm -rf runs data exported logs model_store/*.mar .pytest_cache

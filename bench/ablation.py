@@ -83,7 +83,9 @@ def _alternate(handlers: dict[bool, tuple], step: Step, rounds: int, seconds: fl
     return rates
 
 
-def _in_process(model_dir: Path, served: dict, ablation: Ablation, photo: bytes, long: bool):
+def _in_process(
+    model_dir: Path, served: dict, ablation: Ablation, photo: bytes, rounds: int, seconds: float
+):
     handlers = {
         on: local_handler(model_dir, _settings(served, ablation, on)) for on in (True, False)
     }
@@ -97,16 +99,20 @@ def _in_process(model_dir: Path, served: dict, ablation: Ablation, photo: bytes,
     for handler, context in handlers.values():
         for_batch(context, [{}] * batch)
         step(handler, context)  # first call: allocations, caches
-    rates = _alternate(handlers, step, 6 if long else 4, 3.0 if long else 1.5)
+    rates = _alternate(handlers, step, rounds, seconds)
     if ablation.measure == "lone_ms":
         return {on: [1000 / rate for rate in values] for on, values in rates.items()}
     return rates
 
 
-def measure(model_dir: Path, served: dict, ablation: Ablation, long: bool = False) -> dict:
-    """One ablation row: the figure with the switch on and off (median and range), and the gain
-    (how much better on is than off: a ratio minus one)."""
-    figures = _in_process(model_dir, served, ablation, pet_photo(*SIZES[ablation.photo]), long)
+def measure(
+    model_dir: Path, served: dict, ablation: Ablation, rounds: int = 4, seconds: float = 1.5
+) -> dict:
+    """One ablation row: the figure with the switch on and off (median and range over
+    ``rounds`` of ``seconds`` each), and the gain (how much better on is than off: a ratio
+    minus one)."""
+    photo = pet_photo(*SIZES[ablation.photo])
+    figures = _in_process(model_dir, served, ablation, photo, rounds, seconds)
     on, off = (statistics.median(figures[state]) for state in (True, False))
     gain = (off / on if ablation.measure == "lone_ms" else on / off) - 1
     return {
@@ -126,7 +132,7 @@ def measure(model_dir: Path, served: dict, ablation: Ablation, long: bool = Fals
 def measure_all(model_dir: Path, served: dict, long: bool = False) -> list[dict]:
     rows = []
     for ablation in ABLATIONS:
-        rows.append(measure(model_dir, served, ablation, long))
+        rows.append(measure(model_dir, served, ablation, *((6, 3.0) if long else (4, 1.5))))
         print(line(rows[-1]), flush=True)
     return rows
 

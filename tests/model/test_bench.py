@@ -176,7 +176,7 @@ def test_report_checks_every_target_per_model_and_charts_both_sizes(tmp_path):
 def test_an_ablation_row_measures_the_switch_off_against_on(tiny_export):
     served = {"minWorkers": 2, "batchSize": 2, "handler": {}}
     switch = ablation.Ablation("upsample_along_outlines", "images_per_s", "500x375", "load")
-    row = ablation.measure(tiny_export, served, switch)
+    row = ablation.measure(tiny_export, served, switch, rounds=2, seconds=0.2)
     assert row["on"] > 0 and row["off"] > 0
     assert row["gain"] == pytest.approx(row["on"] / row["off"] - 1, abs=0.01)
     assert row["pays"] == (row["gain"] >= ablation.GAIN_TO_KEEP)
