@@ -22,6 +22,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -95,16 +96,44 @@ def build(options: BuildOptions) -> dict[str, str]:
     return {folder: image_name(folder, options.tag) for folder in (MODEL_SERVER, WEB)}
 
 
-def build_image(folder: str, options: BuildOptions, contexts: dict[str, Path], **args: str) -> None:
-    """podman build, in docker format: OCI images cannot carry a HEALTHCHECK."""
+def warm(options: BuildOptions) -> None:
+    """Build, quietly, what of both images does not depend on the model: the base, the
+    wheelhouse, the model server up to its code (`--target app`: torch, TorchServe, petseg) and
+    the web image. A `build` afterwards only archives the model into the last layers; the
+    container tests start this at the beginning of a run, beside the other tests."""
+    ensure_base(options.base)
+    wheels = ensure_wheelhouse(options.flavour)
+    with tempfile.TemporaryDirectory() as no_export:  # the model's stage is not built
+        contexts = {"wheelhouse": wheels, "export": Path(no_export)}
+        flavour = {"TORCH_FLAVOUR": options.flavour}
+        build_image(MODEL_SERVER, options, contexts, target="app", quiet=True, **flavour)
+    build_image(WEB, options, {"wheelhouse": wheels}, quiet=True)
+
+
+def build_image(
+    folder: str,
+    options: BuildOptions,
+    contexts: dict[str, Path],
+    target: str | None = None,
+    quiet: bool = False,
+    **args: str,
+) -> None:
+    """podman build, in docker format: OCI images cannot carry a HEALTHCHECK. Only up to the
+    stage ``target`` (untagged) when one is given; podman's output captured when ``quiet``."""
     containerfile = DEPLOY / folder / "Containerfile"
     command = ["podman", "build", "--format=docker", "--layers", f"--file={containerfile}"]
     command += [f"--ignorefile={containerfile}.dockerignore"]
-    command += [f"--tag={image_name(folder, options.tag)}"]
+    command += [f"--target={target}"] if target else [f"--tag={image_name(folder, options.tag)}"]
     for name, value in {"BASE_IMAGE": options.base, **args}.items():
         command.append(f"--build-arg={name}={value}")
     command += [f"--build-context={name}={path}" for name, path in contexts.items()]
-    subprocess.run([*command, str(ROOT)], env=podman_env(), check=True, timeout=BUILD_TIMEOUT_S)
+    subprocess.run(
+        [*command, str(ROOT)],
+        env=podman_env(),
+        check=True,
+        timeout=BUILD_TIMEOUT_S,
+        capture_output=quiet,
+    )
 
 
 def ensure_base(image: str) -> None:

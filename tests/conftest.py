@@ -17,6 +17,7 @@ import pytest
 
 from model_training.synth import generate
 from petseg.launcher import Instance, serve_archive, stop, unused_ports
+from tests.container.support import start_warming
 from tests.support import traffic
 from tests.support.stack import Web, name_ports, running_web
 from tests.support.training import tiny_train_args, write_kaggle_layout
@@ -49,6 +50,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(name)
         if "tiny_export" in getattr(item, "fixturenames", ()):
             item.add_marker("slow")
+    # the images' tests last, their layers built in the background meanwhile
+    containers = [item for item in items if item.get_closest_marker("container")]
+    if containers and shutil.which("podman"):  # missing: the tests say so
+        others = [item for item in items if not item.get_closest_marker("container")]
+        items[:] = others + containers
+        start_warming()
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:

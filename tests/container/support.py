@@ -3,6 +3,7 @@ conftest.py and the test module: a test module never imports another)."""
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,9 +34,37 @@ class Pod:
         return images.container_names(self.name)[1]
 
 
+class Warming(threading.Thread):
+    """`images.warm` in the background from the start of a run (the container tests run last):
+    building torch's layers cold takes minutes of mostly disk work, which the other tests
+    hide."""
+
+    def __init__(self) -> None:
+        super().__init__(name="warming-images", daemon=True)
+        self.failure: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            images.warm(images.BuildOptions(tag=TAG))
+        except BaseException as exc:  # the build after it fails again, loudly: no need here
+            self.failure = exc
+
+
+WARMING: list[Warming] = []
+"""The run's warm-up, once it started (tests/conftest.py)."""
+
+
+def start_warming() -> None:
+    WARMING.append(Warming())
+    WARMING[0].start()
+
+
 def build(export_dir: Path) -> tuple[dict[str, str], float]:
-    """Both images from ``export_dir``; their names and the seconds it took."""
+    """Both images from ``export_dir``; their names and the seconds it took, the wait for the
+    warm-up included."""
     start = time.monotonic()
+    for warming in WARMING:
+        warming.join()
     names = images.build(images.BuildOptions(tag=TAG, export_dir=export_dir))
     return names, time.monotonic() - start
 
