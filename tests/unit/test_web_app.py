@@ -14,7 +14,6 @@ from tests.support.web import (
     SECURITY_HEADERS,
     offline_config,
     security_headers,
-    serving,
     upload,
 )
 
@@ -95,28 +94,6 @@ def test_a_wrong_method_is_told_the_right_ones(offline_client, path, allowed):
     assert response.status_code == 405 and response.content_type == "application/json"
     assert set(response.headers["Allow"].split(", ")) == allowed
     assert response.get_json()["code"] == 405
-
-
-@pytest.mark.parametrize(
-    ("sent", "status"),
-    [
-        (b"POST /api/segment HTTP/1.1\r\nHost: a\r\nContent-Length: 1000000000\r\n\r\n", 413),
-        (b"GET /api/health HTTP/1.1\r\nHost: a\r\nno colon in this header\r\n\r\n", 400),
-    ],
-    ids=["body-over-the-servers-cap", "malformed"],
-)
-def test_what_the_server_refuses_before_the_app_is_json_too(tmp_path, sent, status):
-    """waitress's own refusals, which its plain text would leave a client unable to parse."""
-    with serving(offline_config(tmp_path, MAX_UPLOAD_MB=0.05)) as (url, _):
-        host, port = url.removeprefix("http://").split(":")
-        with socket.create_connection((host, int(port)), timeout=10) as connection:
-            connection.sendall(sent)
-            reply = b"".join(iter(lambda: connection.recv(65536), b""))
-    head, _, body = reply.partition(b"\r\n\r\n")
-    assert head.split(b" ")[1] == str(status).encode()
-    assert b"\r\nContent-Type: application/json\r\n" in head
-    answer = json.loads(body)
-    assert answer["code"] == status and answer["message"]
 
 
 def test_settings_come_from_prefixed_environment():
