@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from frontend_server import create_app, settings_from_env
+from frontend_server import DEFAULTS, create_app
 from tests.support import images
 from tests.support.web import (
     SECURITY_HEADERS,
@@ -96,10 +96,44 @@ def test_a_wrong_method_is_told_the_right_ones(offline_client, path, allowed):
     assert response.get_json()["code"] == 405
 
 
-def test_settings_come_from_prefixed_environment():
-    assert settings_from_env(
-        {"PETSEG_TIMEOUT_S": "2.5", "PETSEG_MODEL_NAME": "x", "OTHER": "1"}
-    ) == {"TIMEOUT_S": 2.5, "MODEL_NAME": "x"}
+@pytest.mark.parametrize(
+    ("variable", "value", "setting"),
+    [
+        ("TIMEOUT_S", "2.5", 2.5),
+        ("TIMEOUT_S", "60", 60),
+        ("MAX_UPLOAD_MB", "0.5", 0.5),
+        ("MODEL_NAME", "petseg-next", "petseg-next"),
+        ("MODEL_NAME", '"7"', "7"),
+        ("KEY_FILE", "/run/petseg/key_file.json", "/run/petseg/key_file.json"),
+        ("TORCHSERVE_INFERENCE_URL", "http://[::1]:8080", "http://[::1]:8080"),
+        ("METRICS_ADDRESS", "0.0.0.0:5001", "0.0.0.0:5001"),
+        ("METRICS_ADDRESS", "", ""),
+    ],
+)
+def test_settings_come_from_prefixed_environment(monkeypatch, variable, value, setting):
+    """As the deployments write them (deploy/, petseg.demo.web_environment): JSON where it
+    parses, else the plain string; an empty address is none."""
+    monkeypatch.setenv(f"PETSEG_{variable}", value)
+    config = create_app().config
+    assert config[variable] == setting and type(config[variable]) is type(setting)
+
+
+def test_the_test_config_overrides_the_environment_which_overrides_the_defaults(monkeypatch):
+    monkeypatch.setenv("PETSEG_TIMEOUT_S", "2.5")
+    monkeypatch.setenv("PETSEG_MODEL_NAME", "from-env")
+    config = create_app({"MODEL_NAME": "from-test"}).config
+    assert (config["TIMEOUT_S"], config["MODEL_NAME"]) == (2.5, "from-test")
+    assert config["KEY_FILE"] == DEFAULTS["KEY_FILE"]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("MODEL_NAME", "7"), ("KEY_FILE", "null"), ("TIMEOUT_S", "soon"), ("TIMEOUT_S", "true")],
+)
+def test_a_value_of_another_type_than_the_default_stops_the_start(monkeypatch, variable, value):
+    monkeypatch.setenv(f"PETSEG_{variable}", value)
+    with pytest.raises(ValueError, match=f"PETSEG_{variable} gave .* read as JSON"):
+        create_app()
 
 
 @pytest.fixture
