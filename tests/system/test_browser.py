@@ -411,7 +411,7 @@ def test_the_status_page_shows_operators_what_is_served(browser, web):
     layout = "return getComputedStyle(document.querySelector('dl')).display"
     assert browser.execute_script(layout) == "grid"  # its stylesheet applies
     assert csp_violations(browser) == []
-    with window_size(browser, 640, 360):
+    with window_size(browser, 640, 480):
         browser.save_screenshot(str(SCREENSHOTS / "status.png"))
         browser.save_screenshot(str(STATUS_SCREENSHOT))
 
