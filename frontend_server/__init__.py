@@ -1,11 +1,13 @@
 """The petseg web page and its API: a small Flask app in front of TorchServe.
 
 create_app()  # settings: DEFAULTS < PETSEG_* environment variables < test_config
+
+Flask reads the variables, each as JSON where it parses, else as the plain string
+(docs/web-api.md); one of another type than its default stops the start.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -31,23 +33,28 @@ DEFAULTS: dict[str, Any] = {
     # names the demo model's): GET /api/training reads it. Empty: no training to wait for.
     "PROGRESS_FILE": "",
 }
-ENV_PREFIX = "PETSEG_"
+ENV_PREFIX = "PETSEG"
 
 
-def settings_from_env(environ: dict[str, str]) -> dict[str, Any]:
-    """PETSEG_<NAME> overrides a default, converted to the default's type."""
-    found = {}
+def check_types(config: dict[str, Any]) -> None:
+    """Each setting of ``DEFAULTS`` has its default's type (any number for a number): the
+    error names the PETSEG_* variable that gave another."""
     for name, default in DEFAULTS.items():
-        value = environ.get(ENV_PREFIX + name)
-        if value is not None:
-            found[name] = type(default)(value)
-    return found
+        value, number = config[name], type(default) in (int, float)
+        if not (type(value) in (int, float) if number else isinstance(value, type(default))):
+            kind = "number" if number else type(default).__name__
+            quote = "" if number else ", so quote a string that reads as another type: '\"7\"'"
+            raise ValueError(
+                f"{ENV_PREFIX}_{name} gave {value!r}, not a {kind} like the default "
+                f"{default!r}: values are read as JSON{quote}"
+            )
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
     app.config.update(DEFAULTS)
-    app.config.update(settings_from_env(dict(os.environ)))
+    app.config.from_prefixed_env(ENV_PREFIX)
+    check_types(app.config)
     app.config.update(test_config or {})
     # Flask answers 413 for bodies over this (wsgi.py caps what the server itself spools).
     # A little slack over the file limit for the multipart envelope.

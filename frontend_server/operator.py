@@ -1,12 +1,13 @@
-"""The operators' listener: GET /metrics (Prometheus's text format) and GET /status (live
-figures), on an address of their own, ``METRICS_ADDRESS`` (``PETSEG_METRICS_ADDRESS``).
+"""The operators' listener: GET /metrics (Prometheus's text format) and GET /status (what is
+served: frontend_server.status), on an address of their own, ``METRICS_ADDRESS``
+(``PETSEG_METRICS_ADDRESS``).
 
 The public app has no such routes, so no path trick on the public port (``/api/../metrics``,
 ``%2e%2e``, an absolute URL in the request line) can reach them: there is nothing to reach.
 Bind the listener to loopback (`petseg run`: 127.0.0.1:5001), or in a cluster to the pod's
 address on a port that only the monitoring namespace may reach (docs/monitoring.md). What it
-serves holds counts, timings, version strings and what TorchServe could not serve of its state
-(archive names, never a key, a URL or a path).
+serves holds counts, timings, version strings, worker counts and what TorchServe could not serve
+of its state (archive names, never a key, a URL or a path).
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from waitress.server import BaseWSGIServer, create_server
 from frontend_server import security
 from frontend_server.metrics import ProxyMetrics
 from frontend_server.rollout import Trial
-from frontend_server.status import StatusWindow
-from torchserve_client import ServingReport
+from frontend_server.status import status
+from torchserve_client import TorchServe
 
 THREADS = 2
 CONNECTION_LIMIT = 32
@@ -33,14 +34,12 @@ STATIC = Path(__file__).parent / "static"
 STATUS_STYLESHEET = "status.css"
 
 
-def operator_app(metrics: ProxyMetrics, report_folder: Path, trial: Trial) -> Flask:
-    """A small app over the public app's metrics, TorchServe's serving report (in
-    ``report_folder``, beside its key file) and the rollout ``trial``: /metrics, /status (and
-    /status.json for `petseg rollout status`), the status page's stylesheet, and nothing else
-    (none of the public page's files)."""
+def operator_app(metrics: ProxyMetrics, client: TorchServe, trial: Trial) -> Flask:
+    """A small app over the public app's metrics, its TorchServe ``client`` and the rollout
+    ``trial``: /metrics, /status (and /status.json for `petseg rollout status`), the status
+    page's stylesheet, and nothing else (none of the public page's files)."""
     app = Flask(__name__, static_folder=None)
     security.register(app)
-    window = StatusWindow(metrics)
 
     @app.get(f"/static/{STATUS_STYLESHEET}")
     def stylesheet() -> Response:
@@ -51,24 +50,13 @@ def operator_app(metrics: ProxyMetrics, report_folder: Path, trial: Trial) -> Fl
         encode, content_type = choose_encoder(request.headers.get("Accept"))
         return Response(encode(metrics.registry), content_type=content_type)
 
-    def everything() -> dict:
-        return {
-            "figures": window.figures(),
-            "report": ServingReport.read(report_folder),
-            "rollout": trial.figures(),
-        }
-
     @app.get("/status")
-    def status() -> str:
-        return render_template("status.html", refresh_s=REFRESH_S, **everything())
+    def status_page() -> str:
+        return render_template("status.html", refresh_s=REFRESH_S, **status(client, trial))
 
     @app.get("/status.json")
     def status_json() -> Response:
-        found = everything()
-        report = found["report"]
-        found["problems"] = None if report is None else report.problems
-        del found["report"]
-        return jsonify(found)
+        return jsonify(status(client, trial))
 
     return app
 
@@ -100,9 +88,7 @@ def operator_server(app: Flask) -> BaseWSGIServer | None:
         ) from exc
     return create_server(
         operator_app(
-            app.extensions["metrics"],
-            Path(app.config["KEY_FILE"]).parent,
-            app.extensions["trial"],
+            app.extensions["metrics"], app.extensions["torchserve"], app.extensions["trial"]
         ),
         map={},
         sockets=[listener],

@@ -15,27 +15,36 @@ not idle); and each slow upload could spool up to the body cap to disk. This ser
 - counts the body bytes it holds for all requests together (memory and temporary files): past
   its budget (``SPOOL_BUDGET_UPLOADS``) the request that brings more gets a 503.
 
-Beside the public listener it runs the operators' one (/metrics, /status; see
-frontend_server.operator) when the app's ``METRICS_ADDRESS`` names one.
+What it answers before the app runs (the 408 and 503 above, a malformed request, headers or a
+body over their caps) is JSON like the app's errors, with the same security headers
+(frontend_server.security). Beside the public listener it runs the operators' one (/metrics,
+/status; see frontend_server.operator) when the app's ``METRICS_ADDRESS`` names one.
+
+What the subclasses below take from waitress beyond its settings (the parser's, channel's,
+task's and server's methods and attributes) is checked against the pinned version by
+tests/unit/test_wsgi.py.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import resource
 import socket
+import sys
 import threading
 import time
 
 from flask import Flask
 from waitress.adjustments import Adjustments
-from waitress.channel import HTTPChannel
+from waitress.channel import ClientDisconnected, HTTPChannel
 from waitress.parser import HTTPRequestParser
 from waitress.server import TcpWSGIServer
 from waitress.task import ErrorTask
 from waitress.utilities import Error
 
+from frontend_server import security
 from frontend_server.errors import RETRY_AFTER_S
 from frontend_server.operator import operator_server
 
@@ -96,9 +105,10 @@ def raise_fd_limit() -> None:
 
 def answer(code: int, reason: str, message: str) -> tuple[str, list[tuple[str, str]], bytes]:
     """The status, headers and body of an answer the server gives before the app runs: JSON
-    like the app's own errors, so the page shows the message."""
+    like the app's own errors, so the page shows the message, with the app's security headers."""
     body = json.dumps({"code": code, "message": message}).encode()
     headers = [("Content-Type", "application/json"), ("Connection", "close")]
+    headers += security.HEADERS.items()
     if code == 503:
         headers.append(("Retry-After", str(RETRY_AFTER_S)))
     return f"{code} {reason}", headers, body
@@ -205,9 +215,8 @@ class Channel(HTTPChannel):
 
     def time_out(self) -> None:
         """Answer 408 and close: the request under way missed its deadline."""
-        with self.outbuf_lock:
-            self.outbufs[-1].append(TOO_SLOW)
-            self.total_outbufs_len += len(TOO_SLOW)
+        with contextlib.suppress(ClientDisconnected):  # gone already: nothing to answer
+            self.write_soon(TOO_SLOW)
         self.close_when_flushed = True
 
     def handle_close(self) -> None:
@@ -222,10 +231,13 @@ class Server(TcpWSGIServer):
 
     channel_class = Channel
 
-    def __init__(self, app: Flask, spool_budget: int, **adjustments: object) -> None:
+    def __init__(self, app: Flask, spool_budget: int, limit: int, **adjustments: object) -> None:
         self.spool = SpoolBudget(spool_budget)
+        self.limit = limit
         self.overloaded = False
-        super().__init__(app, **adjustments)
+        # waitress's own connection_limit stops accepting, and new clients wait unanswered in
+        # the kernel's queue: out of reach here, as handle_accept answers them 503 at ``limit``.
+        super().__init__(app, connection_limit=sys.maxsize, **adjustments)
         try:
             self.operator = operator_server(app)
         except Exception:
@@ -243,17 +255,8 @@ class Server(TcpWSGIServer):
             self.operator.close()
         super().close()
 
-    def readable(self) -> bool:
-        """Accept always (past the limit ``handle_accept`` refuses); waitress instead stops
-        accepting there, and clients wait unanswered. Runs the maintenance as waitress does."""
-        now = time.time()
-        if now >= self.next_channel_cleanup:
-            self.next_channel_cleanup = now + self.adj.cleanup_interval
-            self.maintenance(now)
-        return self.accepting
-
     def handle_accept(self) -> None:
-        full = len(self.active_channels) >= self.adj.connection_limit
+        full = len(self.active_channels) >= self.limit
         if full != self.overloaded:
             self.overloaded = full
             state = "answering new ones 503" if full else "accepting again"
@@ -314,10 +317,10 @@ def make_server(app: Flask, host: str, port: int, threads: int = 16) -> Server:
     return Server(
         app,
         spool_budget=SPOOL_BUDGET_UPLOADS * body_cap,
+        limit=connection_limit(),
         host=host,
         port=port,
         threads=threads,
-        connection_limit=connection_limit(),
         max_request_body_size=body_cap,
         max_request_header_size=MAX_HEADER_BYTES,
         inbuf_overflow=INBUF_OVERFLOW,

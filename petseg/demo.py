@@ -55,7 +55,7 @@ def web_environment(instance: Instance, **settings: str) -> dict[str, str]:
     """This process's environment plus ``web_settings`` and ``settings`` as PETSEG_* variables:
     for a web app of its own (``external_command``) in front of ``instance``."""
     chosen = {**web_settings(instance), **settings}
-    return {**os.environ, **{f"{ENV_PREFIX}{name}": value for name, value in chosen.items()}}
+    return {**os.environ, **{f"{ENV_PREFIX}_{name}": value for name, value in chosen.items()}}
 
 
 def external_command(port: int) -> list[str]:
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace, instance: Instance) -> int:
         if args.external:
             app = create_app()
         else:
-            metrics = os.environ.get(f"{ENV_PREFIX}METRICS_ADDRESS", DEMO_METRICS_ADDRESS)
+            metrics = os.environ.get(f"{ENV_PREFIX}_METRICS_ADDRESS", DEMO_METRICS_ADDRESS)
             settings = {**web_settings(instance), "METRICS_ADDRESS": metrics}
             state_file = args.state or STATE_FILE
             if torchserve_running(instance):

@@ -1,5 +1,6 @@
 """`petseg rollout status`: the rollout as the state declares it, as each instance applied it,
-and the live figures each web proxy measured (its operators' listener, /status.json)."""
+and what each web proxy sees: the versions served and its trial's figures (its operators'
+listener, /status.json)."""
 
 from __future__ import annotations
 
@@ -32,8 +33,9 @@ def show(state_file: Path, members: list[Instance], proxies: list[str]) -> int:
             print(f"proxy {proxy}: no answer from its operators' listener")
             continue
         print(f"proxy {proxy}:")
-        for version, row in figures["figures"]["by_version"].items():
-            print(f"  {version}: {row['uploads_per_minute']} uploads/min, p95 {row['p95_ms']} ms")
+        for row in figures["versions"]:
+            default = " (default)" if row["default"] else ""
+            print(f"  {row['version']}{default}: {row['ready_workers']} of {row['workers']} ready")
         trial = figures["rollout"]
         if trial is not None:
             stopped |= bool(trial["stopped_here"])

@@ -1,5 +1,5 @@
-"""The operators' listener (GET /metrics, GET /status) beside the public one, and the status
-page's figures."""
+"""The operators' listener (GET /metrics, GET /status) beside the public one, and what the
+status page shows (and leaves to the dashboard)."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ import requests
 
 from frontend_server import create_app
 from frontend_server.metrics import ProxyMetrics
-from frontend_server.operator import parse_address
-from frontend_server.status import StatusWindow, quantile
+from frontend_server.operator import operator_app, parse_address
+from frontend_server.status import status, versions
 from frontend_server.wsgi import make_server
 from tests.support import images
 from tests.support.web import SECURITY_HEADERS, offline_config, security_headers, serving
-from torchserve_client import Health
+from torchserve_client import Health, ServingReport, Unreachable
 
 KEYS = {"inference": "inference-secret-1", "management": "mgmt-secret-2", "API": "api-secret-3"}
 
@@ -54,7 +54,7 @@ def test_the_public_listener_serves_no_metrics_or_status(web, path):
     public, _ = web
     response = requests.get(public + path, timeout=10)
     assert response.status_code == 404, (path, response.status_code)
-    assert "petseg_proxy" not in response.text and "uploads per minute" not in response.text
+    assert "petseg_proxy" not in response.text and "serving state" not in response.text
 
 
 def test_the_operators_listener_serves_both(web):
@@ -65,7 +65,7 @@ def test_the_operators_listener_serves_both(web):
     assert re.search(r'petseg_proxy_uploads_total\{outcome="torchserve_down"\} [1-9]', scrape.text)
     assert "petseg_torchserve_up 0.0" in scrape.text
     status = requests.get(f"{operator}/status", timeout=10)
-    assert status.status_code == 200 and "uploads per minute" in status.text
+    assert status.status_code == 200 and "model served" in status.text
     assert requests.get(f"{operator}/api/segment", timeout=10).status_code == 404
     assert requests.get(f"{operator}/static/script.js", timeout=10).status_code == 404
 
@@ -85,7 +85,7 @@ def test_metrics_and_status_never_show_keys_urls_or_paths(web, keys_dir):
     public, operator = web
     for _ in range(3):
         requests.post(f"{public}/api/segment", files={"file": ("a.jpg", b"junk")}, timeout=10)
-    for page in ("/metrics", "/status"):
+    for page in ("/metrics", "/status", "/status.json"):
         text = requests.get(operator + page, timeout=10).text
         assert not any(key in text for key in KEYS.values())
         assert str(keys_dir) not in text and "key_file" not in text and "http://" not in text
@@ -130,51 +130,95 @@ def test_bad_addresses_are_refused(address):
         parse_address(address)
 
 
-def test_quantiles_interpolate_within_the_bucket_like_prometheus():
-    buckets = {0.1: 50.0, 0.2: 90.0, 0.4: 100.0, float("inf"): 100.0}
-    assert quantile(0.5, buckets) == pytest.approx(0.1)
-    assert quantile(0.7, buckets) == pytest.approx(0.15)
-    assert quantile(0.95, buckets) == pytest.approx(0.3)
-    assert quantile(0.25, buckets) == pytest.approx(0.05)
-    assert quantile(0.99, {0.1: 1.0, float("inf"): 10.0}) == 0.1
-    assert quantile(0.95, {0.1: 0.0, float("inf"): 0.0}) is None
+class FakeTorchServe:
+    """The calls the status page makes, answered from ``held``: version -> worker states."""
+
+    def __init__(self, held: dict[str, list[str]], default: str, health: Health) -> None:
+        self.held, self.default, self._health = held, default, health
+
+    def health(self) -> Health:
+        return self._health
+
+    def default_version(self) -> str:
+        if not self.held:
+            raise Unreachable("TorchServe is not reachable at http://127.0.0.1:9")
+        return self.default
+
+    def describe(self) -> list[dict]:
+        return [
+            {"modelVersion": version, "workers": [{"status": state} for state in states]}
+            for version, states in self.held.items()
+        ]
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
+class FakeTrial:
+    def __init__(self, figures: dict | None = None) -> None:
+        self._figures = figures
 
-    def __call__(self) -> float:
-        return self.now
-
-
-def test_status_figures_cover_the_last_minute():
-    metrics, clock = ProxyMetrics(), Clock()
-    metrics.watch_torchserve(lambda: Health(True, 2, 2, "ready"))
-    window = StatusWindow(metrics, clock)
-    for _ in range(30):
-        metrics.observe_request("api.segment", 200, "1.0", 0.05)
-    clock.now += 30
-    first = window.figures()
-    assert first["window_s"] == 30 and first["uploads_per_minute"] == 60.0
-    assert 40 <= first["p95_ms"] <= 50 and first["versions"] == ["1.0"]
-    assert (first["ready_workers"], first["workers"], first["torchserve_up"]) == (2, 2, True)
-
-    clock.now += 60
-    for _ in range(9):
-        metrics.observe_request("api.segment", 200, "2.0", 0.3)
-    metrics.observe_request("api.segment", 503, "none", 0.01)
-    metrics.observe_request("pages.index", 200, "none", 0.001)  # not an upload
-    later = window.figures()
-    assert later["window_s"] == 60 and later["uploads_per_minute"] == 10.0
-    assert later["errors_percent"] == 10.0 and later["versions"] == ["2.0"]
-    assert 250 <= later["p95_ms"] <= 300
+    def figures(self) -> dict | None:
+        return self._figures
 
 
-def test_the_status_page_shows_the_figures(web):
+PROBLEM = "version 3.0 (missing.mar): missing.mar is not in the model store"
+SERVING = FakeTorchServe(
+    {"2.0": ["READY"], "1.0": ["READY", "STARTING"]},
+    "1.0",
+    Health(True, 1, 2, "ready", ServingReport("/srv/serving.json", True, problems=[PROBLEM])),
+)
+ROLLOUT = {
+    "version": "2.0",
+    "mode": "shadow",
+    "percent": 10,
+    "stopped_here": None,
+    "candidate_requests": 40,
+    "candidate_failures": 1,
+    "shadow_compared": 39,
+    "mean_agreement": 0.97,
+    "mean_iou": {"cat": 0.91},
+}
+
+
+def test_versions_come_default_first_with_their_ready_workers():
+    assert versions(SERVING) == [
+        {"version": "1.0", "default": True, "ready_workers": 1, "workers": 2},
+        {"version": "2.0", "default": False, "ready_workers": 1, "workers": 1},
+    ]
+    down = FakeTorchServe({}, "1.0", Health(False, 0, 0, "down"))
+    assert versions(down) == []
+
+
+def test_the_status_says_what_is_served_and_no_url_or_path():
+    shown = status(SERVING, FakeTrial(ROLLOUT))
+    assert shown["served"] and shown["torchserve"] == "up" and shown["problems"] == [PROBLEM]
+    assert [v["version"] for v in shown["versions"]] == ["1.0", "2.0"]
+    assert shown["rollout"] == ROLLOUT
+    assert "detail" not in shown and "/srv" not in json.dumps(shown)
+
+
+def figures_on(page: str) -> dict[str, str]:
+    return dict(re.findall(r'<dd id="([\w-]+)"[^>]*>\s*([^<]*?)\s*</dd>', page))
+
+
+LEFT_TO_THE_DASHBOARD = ("uploads per minute", "p95", "latency (", "5xx", "in progress")
+"""What the page showed before the dashboard did: it must not come back."""
+
+
+def test_the_status_page_shows_versions_problems_and_the_rollout():
+    app = operator_app(ProxyMetrics(), SERVING, FakeTrial(ROLLOUT))
+    page = app.test_client().get("/status").text
+    figures = figures_on(page)
+    assert (figures["served"], figures["torchserve"]) == ("yes", "up")
+    assert figures["versions"] == "1.0 (default): 1 of 2, 2.0: 1 of 1"
+    assert figures["serving-state"] == "1 problem(s)" and PROBLEM in page
+    assert "rollout: 2.0, shadow of 10 %" in page and "mean IoU, cat" in page
+    assert not [shown for shown in LEFT_TO_THE_DASHBOARD if shown in page]
+
+
+def test_the_status_page_with_torchserve_down(web):
     _, operator = web
     page = requests.get(f"{operator}/status", timeout=10).text
-    figures = dict(re.findall(r'<dd id="([\w-]+)"[^>]*>\s*([^<]*?)\s*</dd>', page))
-    assert figures["torchserve"] == "down" and figures["ready-workers"] == "0 of 0"
-    assert figures["p95"] == "no uploads" and figures["versions"] == "none yet"
+    figures = figures_on(page)
+    assert (figures["served"], figures["torchserve"], figures["versions"]) == ("no", "down", "none")
+    assert figures["serving-state"] == "not applied yet" and "rollout" not in page
+    assert not [shown for shown in LEFT_TO_THE_DASHBOARD if shown in page]
     assert 'http-equiv="refresh"' in page

@@ -8,13 +8,12 @@ import threading
 
 import pytest
 
-from frontend_server import create_app, settings_from_env
+from frontend_server import DEFAULTS, create_app
 from tests.support import images
 from tests.support.web import (
     SECURITY_HEADERS,
     offline_config,
     security_headers,
-    serving,
     upload,
 )
 
@@ -98,31 +97,43 @@ def test_a_wrong_method_is_told_the_right_ones(offline_client, path, allowed):
 
 
 @pytest.mark.parametrize(
-    ("sent", "status"),
+    ("variable", "value", "setting"),
     [
-        (b"POST /api/segment HTTP/1.1\r\nHost: a\r\nContent-Length: 1000000000\r\n\r\n", 413),
-        (b"GET /api/health HTTP/1.1\r\nHost: a\r\nno colon in this header\r\n\r\n", 400),
+        ("TIMEOUT_S", "2.5", 2.5),
+        ("TIMEOUT_S", "60", 60),
+        ("MAX_UPLOAD_MB", "0.5", 0.5),
+        ("MODEL_NAME", "petseg-next", "petseg-next"),
+        ("MODEL_NAME", '"7"', "7"),
+        ("KEY_FILE", "/run/petseg/key_file.json", "/run/petseg/key_file.json"),
+        ("TORCHSERVE_INFERENCE_URL", "http://[::1]:8080", "http://[::1]:8080"),
+        ("METRICS_ADDRESS", "0.0.0.0:5001", "0.0.0.0:5001"),
+        ("METRICS_ADDRESS", "", ""),
     ],
-    ids=["body-over-the-servers-cap", "malformed"],
 )
-def test_what_the_server_refuses_before_the_app_is_json_too(tmp_path, sent, status):
-    """waitress's own refusals, which its plain text would leave a client unable to parse."""
-    with serving(offline_config(tmp_path, MAX_UPLOAD_MB=0.05)) as (url, _):
-        host, port = url.removeprefix("http://").split(":")
-        with socket.create_connection((host, int(port)), timeout=10) as connection:
-            connection.sendall(sent)
-            reply = b"".join(iter(lambda: connection.recv(65536), b""))
-    head, _, body = reply.partition(b"\r\n\r\n")
-    assert head.split(b" ")[1] == str(status).encode()
-    assert b"\r\nContent-Type: application/json\r\n" in head
-    answer = json.loads(body)
-    assert answer["code"] == status and answer["message"]
+def test_settings_come_from_prefixed_environment(monkeypatch, variable, value, setting):
+    """As the deployments write them (deploy/, petseg.demo.web_environment): JSON where it
+    parses, else the plain string; an empty address is none."""
+    monkeypatch.setenv(f"PETSEG_{variable}", value)
+    config = create_app().config
+    assert config[variable] == setting and type(config[variable]) is type(setting)
 
 
-def test_settings_come_from_prefixed_environment():
-    assert settings_from_env(
-        {"PETSEG_TIMEOUT_S": "2.5", "PETSEG_MODEL_NAME": "x", "OTHER": "1"}
-    ) == {"TIMEOUT_S": 2.5, "MODEL_NAME": "x"}
+def test_the_test_config_overrides_the_environment_which_overrides_the_defaults(monkeypatch):
+    monkeypatch.setenv("PETSEG_TIMEOUT_S", "2.5")
+    monkeypatch.setenv("PETSEG_MODEL_NAME", "from-env")
+    config = create_app({"MODEL_NAME": "from-test"}).config
+    assert (config["TIMEOUT_S"], config["MODEL_NAME"]) == (2.5, "from-test")
+    assert config["KEY_FILE"] == DEFAULTS["KEY_FILE"]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("MODEL_NAME", "7"), ("KEY_FILE", "null"), ("TIMEOUT_S", "soon"), ("TIMEOUT_S", "true")],
+)
+def test_a_value_of_another_type_than_the_default_stops_the_start(monkeypatch, variable, value):
+    monkeypatch.setenv(f"PETSEG_{variable}", value)
+    with pytest.raises(ValueError, match=f"PETSEG_{variable} gave .* read as JSON"):
+        create_app()
 
 
 @pytest.fixture
