@@ -115,9 +115,15 @@ def model() -> Response:
 @bp.get("/health")
 def health() -> Response:
     """200 once TorchServe applied the serving state and the default version has a ready
-    worker (what it could not serve is listed either way), else 503 with the reason."""
+    worker (what it could not serve is listed either way), else 503 with the reason. Why
+    TorchServe cannot be reached (its address, the key file's path) goes to this server's log,
+    not to the public."""
     status = _client().health()
-    response = jsonify(status.as_dict())
+    body = status.as_dict()
+    if not status.reachable:
+        current_app.logger.warning("health: %s", status.detail)
+        body["detail"] = "TorchServe is not reachable"
+    response = jsonify(body)
     response.status_code = 200 if status.ready else 503
     return response
 

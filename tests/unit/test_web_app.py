@@ -72,6 +72,9 @@ def test_torchserve_down_is_503_with_a_reason(offline_client):
     assert response.status_code == 503 and "key file" in response.get_json()["message"]
     health = offline_client.get("/api/health")
     assert health.status_code == 503 and health.get_json()["torchserve"] == "down"
+    # the public answer names no address or path of the machine
+    assert health.get_json()["detail"] == "TorchServe is not reachable"
+    assert "127.0.0.1" not in health.get_data(as_text=True) and "/" not in health.json["detail"]
 
 
 def test_unknown_routes_and_methods_answer_json(offline_client):
