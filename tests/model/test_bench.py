@@ -19,7 +19,7 @@ from bench.limit import measure_limits
 from bench.loadgen import Target, measure
 from bench.naive_baseline import NaiveSegmenter, QueueingHTTPServer, make_handler
 from bench.pipeline import PipelineRun, pipeline_limit
-from bench.run import random_weights_model
+from bench.run import Workload, batched_agreement, random_weights_model
 from handler.model import load_exported
 from handler.spec import ModelSpec
 from tests.support import images
@@ -42,6 +42,15 @@ def test_naive_baseline_predicts_what_the_fp32_handler_predicts(naive, tiny_expo
     (answer,), _ = run(fp32, [{"body": data}])
     served = np.asarray(images.from_base64(json.loads(answer)["mask_png"]))
     assert np.array_equal(served, naive.labels(data))
+
+
+def test_served_masks_are_checked_against_fp32_eager_in_one_batch(naive, tiny_export):
+    photos = [pet_photo(200, 150, seed=seed) for seed in (1, 2, 3)]
+    work = Workload({}, [], {"small": photos}, {"small": [naive.labels(p) for p in photos]})
+    settings = {"batchSize": 3, "handler": {"mixed_precision": False}}
+    assert batched_agreement(tiny_export, settings, work) == {"small": 1.0}
+    work.reference["small"] = [1 - labels.clip(0, 1) for labels in work.reference["small"]]
+    assert batched_agreement(tiny_export, settings, work)["small"] < 1.0
 
 
 def test_naive_baseline_answers_over_http(naive):
