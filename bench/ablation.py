@@ -28,10 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from ts.context import Context
 
 from bench.inputs import SIZES, pet_photo
-from bench.pipeline import for_batch, local_handler
+from bench.pipeline import handle_batch, local_handler
 from handler.petseg_handler import PetSegHandler
 from handler.spec import SPEC_FILENAME
 from petseg.archive import MODEL_CONFIG
@@ -65,20 +64,22 @@ def _settings(served: dict, ablation: Ablation, on: bool) -> dict:
     return settings
 
 
-Step = Callable[[PetSegHandler, Context], int]
+Step = Callable[[PetSegHandler], int]
 """One unit of work on a handler; returns the images it handled."""
 
 
-def _alternate(handlers: dict[bool, tuple], step: Step, rounds: int, seconds: float) -> dict:
+def _alternate(
+    handlers: dict[bool, PetSegHandler], step: Step, rounds: int, seconds: float
+) -> dict:
     """Per switch state: the rate of each round (images/s), both states in every round."""
     rates: dict[bool, list[float]] = {True: [], False: []}
     for round_ in range(rounds):
         order = (True, False) if round_ % 2 == 0 else (False, True)
         for on in order:
-            handler, context = handlers[on]
+            handler = handlers[on]
             images, start = 0, time.perf_counter()
             while time.perf_counter() - start < seconds:
-                images += step(handler, context)
+                images += step(handler)
             rates[on].append(images / (time.perf_counter() - start))
     return rates
 
@@ -92,13 +93,11 @@ def _in_process(
     batch = 1 if ablation.measure == "lone_ms" else int(served["batchSize"])
     rows = [{"body": photo}] * batch
 
-    def step(handler: PetSegHandler, context: Context) -> int:
-        handler.handle(rows, context)
-        return batch
+    def step(handler: PetSegHandler) -> int:
+        return len(handle_batch(handler, rows))
 
-    for handler, context in handlers.values():
-        for_batch(context, [{}] * batch)
-        step(handler, context)  # first call: allocations, caches
+    for handler in handlers.values():
+        step(handler)  # first call: allocations, caches
     rates = _alternate(handlers, step, rounds, seconds)
     if ablation.measure == "lone_ms":
         return {on: [1000 / rate for rate in values] for on, values in rates.items()}

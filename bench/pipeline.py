@@ -39,22 +39,26 @@ def worker_context(model_dir: Path, settings: dict, version: str = "1.0") -> Con
     )
 
 
-def for_batch(context: Context, headers: list[dict[str, str]]) -> Context:
-    """What a worker sets on the context before each batch (ts/service.py ``predict``): one
-    request's headers and id per request."""
-    ids = {index: f"torchserve-{index}" for index in range(len(headers))}
-    context.request_ids = ids
-    context.request_processor = [RequestProcessor(dict(h)) for h in headers]
-    context.metrics.request_ids = ids
-    return context
-
-
-def local_handler(model_dir: Path, settings: dict) -> tuple[PetSegHandler, Context]:
-    """A handler initialised as a worker would initialise it (threads, precision, warm-up)."""
-    context = worker_context(model_dir, settings)
+def local_handler(model_dir: Path, settings: dict) -> PetSegHandler:
+    """A handler initialised as a worker would initialise it (threads, precision, warm-up), on
+    TorchServe's own context, which it keeps as ``handler.context``."""
     handler = PetSegHandler()
-    handler.initialize(context)
-    return handler, context
+    handler.initialize(worker_context(model_dir, settings))
+    return handler
+
+
+def handle_batch(
+    handler: PetSegHandler, rows: list[dict], headers: list[dict[str, str]] | None = None
+) -> list:
+    """One batch through the handler as a worker hands it over (ts/service.py ``predict``):
+    each request's headers (by position; none by default) and id set on the context, then
+    ``handle``. Every in-process caller goes through here, so none can forget the context."""
+    context = handler.context
+    ids = {index: f"torchserve-{index}" for index in range(len(rows))}
+    context.request_ids = ids
+    context.request_processor = [RequestProcessor(dict(h)) for h in headers or [{}] * len(rows)]
+    context.metrics.request_ids = ids
+    return handler.handle(rows, context)
 
 
 @dataclass(frozen=True)
@@ -69,16 +73,14 @@ class PipelineRun:
 
 
 def _worker(run: PipelineRun, barrier, rates) -> None:
-    handler, context = local_handler(run.model_dir, run.settings)
+    handler = local_handler(run.model_dir, run.settings)
     rows = [{"body": run.photo}] * run.settings["batchSize"]
-    for_batch(context, [{}] * len(rows))
-    handler.handle(rows, context)  # a first full batch: allocations, caches
+    handle_batch(handler, rows)  # a first full batch: allocations, caches
     for repeat in range(run.repeats):
         barrier.wait()
         images, start = 0, time.perf_counter()
         while time.perf_counter() - start < run.seconds:
-            handler.handle(rows, context)
-            images += len(rows)
+            images += len(handle_batch(handler, rows))
         rates.put((repeat, images / (time.perf_counter() - start)))
 
 

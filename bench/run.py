@@ -39,7 +39,7 @@ from bench.inputs import SIZES, pet_photo
 from bench.limit import measure_limits
 from bench.loadgen import Connection, Target, measure
 from bench.naive_baseline import NaiveSegmenter
-from bench.pipeline import PipelineRun, for_batch, local_handler, pipeline_limit
+from bench.pipeline import PipelineRun, handle_batch, local_handler, pipeline_limit
 from handler.model import build_model
 from handler.spec import SPEC_FILENAME, ModelSpec
 from petseg import state
@@ -199,13 +199,13 @@ class Workload:
 def batched_agreement(model_dir: Path, settings: dict, work: Workload) -> dict[str, float]:
     """The served precision's masks: each photo size's checks as one batch through the handler
     in-process, as a worker hands it a batch."""
-    handler, context = local_handler(model_dir, settings)
-    agreement = {}
-    for photo, checks in work.checks.items():
-        for_batch(context, [{}] * len(checks))
-        answers = handler.handle([{"body": data} for data in checks], context)
-        agreement[photo] = pixel_agreement(answers, work.reference[photo])
-    return agreement
+    handler = local_handler(model_dir, settings)
+    return {
+        photo: pixel_agreement(
+            handle_batch(handler, [{"body": data} for data in checks]), work.reference[photo]
+        )
+        for photo, checks in work.checks.items()
+    }
 
 
 def measure_system(system: System, model: Model, work: Workload) -> None:

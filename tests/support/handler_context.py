@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.pipeline import for_batch, worker_context
+from bench.pipeline import handle_batch, local_handler
 from handler.petseg_handler import PetSegHandler
 
 METRIC_LINE = re.compile(
@@ -21,9 +21,7 @@ METRIC_LINE = re.compile(
 
 def handler_for(model_dir: Path, yaml: dict | None = None, batch_size: int = 4) -> PetSegHandler:
     """A handler initialised by TorchServe's context for ``model_dir``, with these settings."""
-    handler = PetSegHandler()
-    handler.initialize(worker_context(model_dir, {"batchSize": batch_size, **(yaml or {})}))
-    return handler
+    return local_handler(model_dir, {"batchSize": batch_size, **(yaml or {})})
 
 
 @dataclass
@@ -84,9 +82,9 @@ def run(
 ) -> tuple[list, Served]:
     """One batch through ``handler.handle``, on the context the handler was initialised with."""
     context = handler.context
-    for_batch(context, [(headers or {}).get(index, {}) for index in range(len(rows))])
+    by_position = [(headers or {}).get(index, {}) for index in range(len(rows))]
     with _metric_lines() as lines:
-        answers = handler.handle(rows, context)
+        answers = handle_batch(handler, rows, by_position)
     statuses = {}
     for index in range(len(rows)):
         code, phrase = context.get_response_status(index)
