@@ -94,10 +94,14 @@ def reduction(width: int, height: int, max_side: int) -> int:
     return next((s for s in (2, 4, 8) if -(-longest // s) <= max_side), 8)
 
 
-def decode_photo(data: bytes, max_pixels: int, min_side: int, max_side: int = 0) -> Photo:
+def decode_photo(
+    data: bytes, max_pixels: int, min_side: int, max_side: int = 0, reduced_jpeg: bool = True
+) -> Photo:
     """Upright (EXIF orientation applied) 8-bit RGB pixels of the first frame, reduced by a power
     of two until the longer side is at most ``max_side`` (0: full size), for the overlay.
 
+    With ``reduced_jpeg`` a JPEG is reduced while it is decoded (libjpeg's DCT scaling skips
+    most of the work of a full-size decode); other formats are reduced after a full decode.
     ``width`` and ``height`` stay the photo's own, upright: the mask is made at that size.
     """
     image = open_image(bytes(data), max_pixels, min_side)
@@ -105,7 +109,11 @@ def decode_photo(data: bytes, max_pixels: int, min_side: int, max_side: int = 0)
     factor = reduction(width, height, max_side)
     try:
         image.seek(0)
+        if reduced_jpeg and factor > 1 and image.format in ("JPEG", "MPO"):
+            image.draft("RGB", (width // factor, height // factor))
         image.load()
+        # what is left to reduce after the decode (nothing when libjpeg did it)
+        factor = reduction(*image.size, max_side)
         if factor > 1:
             image = image.reduce(factor)
         orientation = image.getexif().get(ORIENTATION, 1)

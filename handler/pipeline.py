@@ -116,6 +116,7 @@ class Pipeline:
                 config.max_image_pixels,
                 config.min_image_side,
                 config.overlay_max_side,
+                config.reduced_jpeg_decode,
             )
             item.image, item.width, item.height = photo.image, photo.width, photo.height
         except InputError as exc:

@@ -31,6 +31,9 @@ class HandlerConfig:
     upsample_along_outlines: bool = True
     """Interpolate the class scores only where classes meet (handler/upsampling.py), not at
     every pixel of the photo."""
+    reduced_jpeg_decode: bool = True
+    """A JPEG larger than ``overlay_max_side`` is decoded at the overlay's size by libjpeg
+    (handler/decoding.py), not at full size and then reduced."""
 
     @classmethod
     def from_yaml(cls, section: dict | None) -> HandlerConfig:

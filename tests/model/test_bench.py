@@ -21,6 +21,7 @@ from bench.naive_baseline import NaiveSegmenter, QueueingHTTPServer, make_handle
 from bench.pipeline import PipelineRun, pipeline_limit
 from bench.run import Workload, batched_agreement, random_weights_model
 from handler.model import load_exported
+from handler.settings import HandlerConfig
 from handler.spec import ModelSpec
 from tests.support import images
 from tests.support.handler_context import handler_for, run
@@ -190,3 +191,10 @@ def test_an_ablation_row_measures_the_switch_off_against_on(tiny_export):
     assert row["on"] > 0 and row["off"] > 0
     assert row["gain"] == pytest.approx(row["on"] / row["off"] - 1, abs=0.01)
     assert row["pays"] == (row["gain"] >= ablation.GAIN_TO_KEEP)
+
+
+def test_every_speed_switch_has_an_ablation_row():
+    switches = {
+        name for name, field in HandlerConfig.__dataclass_fields__.items() if field.type == "bool"
+    }
+    assert switches == {row.switch for row in ablation.ABLATIONS}

@@ -1,5 +1,6 @@
 import io
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -98,6 +99,24 @@ def test_a_reduced_decode_keeps_the_photo_size_for_the_mask(encoder):
     photo = decode_photo(encoder(1000, 600), 25_000_000, 8, max_side=300)
     assert (photo.width, photo.height) == (1000, 600)
     assert photo.image.size == (250, 150) and photo.image.mode == "RGB"  # 1/4: JPEG or not
+
+
+@pytest.mark.parametrize("size", [(4000, 3000), (1001, 601)])
+def test_a_big_jpeg_is_reduced_by_libjpeg_while_decoded_unless_switched_off(size):
+    data = images.jpeg(*size)
+    drafted, full = Image.open(io.BytesIO(data)), Image.open(io.BytesIO(data))
+    drafted.draft("RGB", (size[0] // 4, size[1] // 4))  # libjpeg's DCT scaling, 1/4
+    full = full.reduce(4)  # a full decode, then 4x4 averages
+    assert drafted.size == full.size  # the same size either way, odd sides rounded up
+    max_side = -(-size[0] // 4)  # the smallest that asks for 1/4
+    on = decode_photo(data, LIMIT, MIN_SIDE, max_side)
+    off = decode_photo(data, LIMIT, MIN_SIDE, max_side, reduced_jpeg=False)
+    assert on.image.tobytes() == drafted.convert("RGB").tobytes()
+    assert off.image.tobytes() == full.tobytes()
+    assert on.image.tobytes() != off.image.tobytes()  # the two ways differ: the switch works
+    difference = np.abs(np.asarray(on.image, int) - np.asarray(off.image, int))
+    assert difference.mean() < 3  # but only by rounding: the same photo
+    assert (on.width, on.height) == (off.width, off.height) == size
 
 
 def test_a_reduced_rotated_photo_keeps_its_upright_size():
