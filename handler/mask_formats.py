@@ -8,6 +8,8 @@ again; a tolerance > 0 simplifies each ring (Douglas-Peucker) for smaller answer
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 from pycocotools import mask as coco_mask
 
@@ -17,11 +19,58 @@ Ring = list[list[float]]
 """Closed ring of [x, y] pixel-corner coordinates (x right, y down), first point repeated."""
 
 
-def coco_rle(mask: np.ndarray) -> dict[str, object]:
-    """COCO RLE of a boolean H x W mask: {"size": [H, W], "counts": compressed string}, by the
-    reference implementation (what every COCO tool decodes)."""
-    encoded = coco_mask.encode(np.asfortranarray(mask, dtype=np.uint8))
-    return {"size": [int(size) for size in encoded["size"]], "counts": encoded["counts"].decode()}
+def class_rles(labels: np.ndarray, class_ids: Iterable[int]) -> dict[int, dict[str, object]]:
+    """COCO RLE of each class of ``class_ids`` found in an H x W label map (absent classes left
+    out): {"size": [H, W], "counts": compressed string}, the string written by pycocotools.
+
+    COCO's runs go down the columns. pycocotools encodes one binary mask at a time, in column
+    order: for a 12 MP map a transposed copy and a pass per class, ~15 ms. Here every class's
+    runs come from where the map changes, found in one pass in its own row order, and only
+    those few thousand positions are sorted down the columns (~2 ms); pycocotools then
+    compresses each class's run lengths.
+    """
+    height, width = labels.shape
+    starts, values = _column_runs(labels)
+    found = {}
+    for class_id in class_ids:
+        inside = values == class_id
+        if not inside.any():
+            continue
+        edges = starts[np.flatnonzero(inside[1:] != inside[:-1]) + 1]
+        counts = np.diff(edges, prepend=0, append=height * width)
+        if inside[0]:  # COCO's counts begin with a run of zeros, here an empty one
+            counts = np.concatenate(([0], counts))
+        uncompressed = {"size": [height, width], "counts": counts.tolist()}
+        encoded = coco_mask.frPyObjects(uncompressed, height, width)
+        found[class_id] = {"size": [height, width], "counts": encoded["counts"].decode()}
+    return found
+
+
+def _column_runs(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where each run of one label starts, as positions in column order (down each column,
+    the columns left to right), and the run's label."""
+    height, width = labels.shape
+    down = np.flatnonzero(labels[1:] != labels[:-1])  # row r to r + 1 of a column differ
+    across = np.flatnonzero(labels[-1, :-1] != labels[0, 1:])  # a column's end to the next's top
+    down_starts = (down % width) * height + down // width + 1
+    starts = np.concatenate(([0], down_starts, (across + 1) * height))
+    starts.sort()
+    return starts, labels[starts % height, starts // height]
+
+
+def rle_area(rle: dict[str, object]) -> int:
+    """Pixels inside a COCO RLE, counted from its runs."""
+    return int(coco_mask.area(_compressed(rle)))
+
+
+def rle_box(rle: dict[str, object]) -> list[int]:
+    """COCO's bounding box [x, y, width, height] of an RLE, from its runs."""
+    return [int(value) for value in coco_mask.toBbox(_compressed(rle))]
+
+
+def _compressed(rle: dict[str, object]) -> dict[str, object]:
+    """The form pycocotools reads: ``counts`` as bytes."""
+    return {"size": rle["size"], "counts": str(rle["counts"]).encode()}
 
 
 # -- polygons -------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 
 from handler.imaging import palette_image
-from handler.mask_formats import coco_rle, polygons
+from handler.mask_formats import class_rles, polygons, rle_area
 from handler.upsampling import Region
 
 
@@ -86,14 +86,10 @@ def class_stats(
 
 
 def rle_masks(labels: np.ndarray, found: list[dict[str, object]]) -> list[dict[str, object]]:
-    """Each class found: its statistics (``class_stats``) and its COCO RLE."""
+    """Each class found: its statistics (``class_stats``), its area and its COCO RLE."""
+    rles = class_rles(labels, [int(stats["id"]) for stats in found])
     return [
-        {
-            **stats,
-            "area": int(np.count_nonzero(labels == stats["id"])),
-            "rle": coco_rle(labels == stats["id"]),
-        }
-        for stats in found
+        {**stats, "area": rle_area(rles[stats["id"]]), "rle": rles[stats["id"]]} for stats in found
     ]
 
 

@@ -29,9 +29,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
-from pycocotools import mask as mask_utils
 
-from handler.mask_formats import coco_rle, polygons
+from handler.mask_formats import class_rles, polygons, rle_area, rle_box
 from torchserve_client.report import replacing
 
 
@@ -39,22 +38,12 @@ def annotations(
     labels: np.ndarray, class_ids: Iterable[int], tolerance: float | None = None
 ) -> list[dict[str, Any]]:
     """Each class of ``class_ids`` present in a label map: its area, bbox and RLE, and its
-    polygons too when a ``tolerance`` is given (the journal keeps both forms apart). The map is
-    copied into RLE's column order once, not once per class; each class then costs one
-    comparison and its encoding, and area and bbox are read off the RLE."""
-    columns_first = np.asfortranarray(labels)
+    polygons too when a ``tolerance`` is given (the journal keeps both forms apart)."""
     found = []
-    for class_id in class_ids:
-        mask = (columns_first == class_id).view(np.uint8)  # what coco_rle encodes as it is
-        rle = coco_rle(mask)
-        compressed = {"size": rle["size"], "counts": rle["counts"].encode()}
-        area = int(mask_utils.area(compressed))
-        if not area:
-            continue
-        bbox = [int(value) for value in mask_utils.toBbox(compressed)]
-        entry = {"category_id": class_id, "area": area, "bbox": bbox, "rle": rle}
+    for class_id, rle in class_rles(labels, class_ids).items():
+        entry = {"category_id": class_id, "area": rle_area(rle), "bbox": rle_box(rle), "rle": rle}
         if tolerance is not None:
-            entry["polygons"] = outer_rings(mask, tolerance)
+            entry["polygons"] = outer_rings(labels == class_id, tolerance)
         found.append(entry)
     return found
 

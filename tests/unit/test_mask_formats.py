@@ -9,20 +9,41 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from pycocotools import mask as coco_mask
 
-from handler.mask_formats import coco_rle, polygons
+from handler.mask_formats import class_rles, polygons, rle_area, rle_box
 from tests.support.masks import from_polygons, from_rle, iou
 
 masks = st.tuples(st.integers(1, 24), st.integers(1, 24)).flatmap(lambda hw: arrays(np.bool_, hw))
 
 
+label_maps = st.tuples(st.integers(1, 24), st.integers(1, 24)).flatmap(
+    lambda hw: arrays(np.uint8, hw, elements=st.integers(0, 3))
+)
+
+
 @settings(max_examples=300, deadline=None)
-@given(masks)
-def test_rle_is_what_pycocotools_writes_and_reads(mask):
-    rle = coco_rle(mask)
-    reference = coco_mask.encode(np.asfortranarray(mask.astype(np.uint8)))
-    assert rle["counts"] == reference["counts"].decode()
-    assert rle["size"] == list(mask.shape)
-    assert np.array_equal(from_rle(rle), mask)
+@given(label_maps)
+def test_each_class_rle_is_what_pycocotools_writes_for_its_mask(labels):
+    rles = class_rles(labels, [0, 1, 2, 3, 4])
+    assert sorted(rles) == sorted(np.unique(labels).tolist())  # absent classes left out
+    for class_id, rle in rles.items():
+        mask = labels == class_id
+        reference = coco_mask.encode(np.asfortranarray(mask.astype(np.uint8)))
+        assert rle["counts"] == reference["counts"].decode()
+        assert rle["size"] == list(labels.shape)
+        assert np.array_equal(from_rle(rle), mask)
+        assert rle_area(rle) == mask.sum()
+        assert rle_box(rle) == coco_mask.toBbox(reference).tolist()
+
+
+def test_a_phone_sized_label_map_gives_the_same_rle_as_pycocotools():
+    yy, xx = np.mgrid[0:3000, 0:4000]
+    labels = np.zeros((3000, 4000), np.uint8)
+    labels[np.hypot(yy - 1500, xx - 1200) < 900] = 1
+    labels[(yy > 400) & (xx > 2500) & (xx < 3990)] = 2
+    labels[:, -1] = 2  # a class along the last column, meeting the next column's top
+    for class_id, rle in class_rles(labels, [1, 2]).items():
+        reference = coco_mask.encode(np.asfortranarray((labels == class_id).view(np.uint8)))
+        assert rle["counts"] == reference["counts"].decode()
 
 
 @settings(max_examples=300, deadline=None)
@@ -68,7 +89,10 @@ def test_tolerance_shrinks_rings_and_keeps_the_shape(tolerance, kept):
 def test_empty_and_full_masks():
     assert polygons(np.zeros((5, 5), bool)) == []
     assert polygons(np.ones((2, 3), bool)) == [[[[0, 0], [3, 0], [3, 2], [0, 2], [0, 0]]]]
-    assert (
-        coco_rle(np.zeros((2, 2), bool))["counts"]
-        == coco_mask.encode(np.zeros((2, 2), np.uint8, order="F"))["counts"].decode()
-    )
+    assert class_rles(np.zeros((2, 2), np.uint8), [1]) == {}
+    assert class_rles(np.ones((2, 2), np.uint8), [1]) == {
+        1: {
+            "size": [2, 2],
+            "counts": coco_mask.encode(np.ones((2, 2), np.uint8, order="F"))["counts"].decode(),
+        }
+    }
