@@ -15,10 +15,16 @@ from bench import ablation
 
 NAIVE, DIRECT, PROXY = "naive server (baseline)", "TorchServe direct", "through the proxy"
 BATCHED = "handler, a batch in-process"
-BULK_RUNS = {"masks": (), "overlays": ("--overlay",), "overlays, COCO": ("--overlay", "--coco")}
+BULK_RUNS = {
+    "masks": (),
+    "COCO": ("--coco",),
+    "overlays": ("--overlay",),
+    "overlays, COCO": ("--overlay", "--coco"),
+}
 """`petseg predict DIR` on a folder of the same photo: as it runs by default (the mask PNGs
-alone are asked for), with --overlay (the JSON answers the load rows get: mask and overlay),
-and with a COCO file too (the masks decoded and encoded as RLE by the client)."""
+alone are asked for), with a COCO file (the masks decoded and their classes' RLE made by the
+client), with --overlay (the JSON answers the load rows get: mask and overlay), and with
+both."""
 SERVED = (DIRECT, PROXY)
 PHOTOS = ("500x375", "4000x3000")
 COMPARE = {">=": operator.ge, "<=": operator.le}

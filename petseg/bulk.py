@@ -59,14 +59,18 @@ SKIPPED = "skipped"
 
 @dataclass(frozen=True)
 class Options:
+    """A run's options, as `petseg predict` parsed them (its defaults are the command's)."""
+
     out_dir: Path
-    overlay: bool = False
-    coco: Path | None = None
-    tolerance: float | None = None
+    overlay: bool
+    coco: Path | None
+    tolerance: float | None
     """Polygons in the COCO file, simplified by this many pixels; None: RLE."""
-    concurrency: int = 8
-    resume: bool = False
-    limit: int | None = None
+    concurrency: int
+    """Photos in flight: enough to keep the server's batches full (the default, 16, fills two
+    workers' batches of 6 with the next ones queued)."""
+    resume: bool
+    limit: int | None
     """Only the first photos by name (a trial run, which --resume continues)."""
 
     @property

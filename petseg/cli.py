@@ -467,7 +467,11 @@ def add_bulk(predict: argparse.ArgumentParser) -> None:
         help="polygon simplification (default: %(default)s)",
     )
     bulk_run.add_argument(
-        "--concurrency", type=int, default=8, metavar="N", help="(default: %(default)s)"
+        "--concurrency",
+        type=int,
+        default=16,
+        metavar="N",
+        help="photos in flight, enough to keep the server's batches full (default: %(default)s)",
     )
     bulk_run.add_argument(
         "--resume", action="store_true", help="skip photos done unchanged by an earlier run"
