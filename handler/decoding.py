@@ -110,7 +110,7 @@ def decode_photo(
     try:
         image.seek(0)
         if reduced_jpeg and factor > 1 and image.format in ("JPEG", "MPO"):
-            image.draft("RGB", (width // factor, height // factor))
+            image.draft("RGB", (max(1, width // factor), max(1, height // factor)))
         image.load()
         # what is left to reduce after the decode (nothing when libjpeg did it)
         factor = reduction(*image.size, max_side)

@@ -31,7 +31,7 @@ def class_rles(labels: np.ndarray, class_ids: Iterable[int]) -> dict[int, dict[s
     """
     height, width = labels.shape
     starts, values = _column_runs(labels)
-    found = {}
+    found: dict[int, dict[str, object]] = {}
     for class_id in class_ids:
         inside = values == class_id
         if not inside.any():
@@ -70,7 +70,11 @@ def rle_box(rle: dict[str, object]) -> list[int]:
 
 def _compressed(rle: dict[str, object]) -> dict[str, object]:
     """The form pycocotools reads: ``counts`` as bytes."""
-    return {"size": rle["size"], "counts": str(rle["counts"]).encode()}
+    counts = rle["counts"]
+    return {
+        "size": rle["size"],
+        "counts": counts if isinstance(counts, bytes) else str(counts).encode(),
+    }
 
 
 # -- polygons -------------------------------------------------------------------------------

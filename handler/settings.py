@@ -14,8 +14,9 @@ class HandlerConfig:
     overlay_alpha: float = 0.5
     jpeg_quality: int = 85
     overlay_max_side: int = 2048
-    """Longest side of the overlay image; a larger photo is reduced by a power of two after it
-    is decoded. 0: the photo's own size. The mask is always the photo's size."""
+    """Longest side of the overlay image; a larger photo is reduced by a power of two (a JPEG
+    while it is decoded: ``reduced_jpeg_decode``). 0: the photo's own size. The mask is always
+    the photo's size."""
     threads: int = 0
     """torch threads per CPU worker; 0 = the plan of handler/threads.py (usable cores / workers,
     all usable cores for a lone request)."""

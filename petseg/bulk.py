@@ -67,8 +67,7 @@ class Options:
     tolerance: float | None
     """Polygons in the COCO file, simplified by this many pixels; None: RLE."""
     concurrency: int
-    """Photos in flight: enough to keep the server's batches full (the default, 16, fills two
-    workers' batches of 6 with the next ones queued)."""
+    """Photos in flight: enough to keep the server's batches full, with the next ones queued."""
     resume: bool
     limit: int | None
     """Only the first photos by name (a trial run, which --resume continues)."""
@@ -116,7 +115,13 @@ def options_from(args: argparse.Namespace) -> Options:
         raise ValueError("--concurrency and --limit take a number from 1")
     tolerance = parse_tolerance(str(args.tolerance)) if args.coco_polygons else None
     return Options(
-        args.out_dir, args.overlay, args.coco, tolerance, args.concurrency, args.resume, args.limit
+        out_dir=args.out_dir,
+        overlay=args.overlay,
+        coco=args.coco,
+        tolerance=tolerance,
+        concurrency=args.concurrency,
+        resume=args.resume,
+        limit=args.limit,
     )
 
 

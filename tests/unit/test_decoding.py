@@ -119,6 +119,19 @@ def test_a_big_jpeg_is_reduced_by_libjpeg_while_decoded_unless_switched_off(size
     assert (on.width, on.height) == (off.width, off.height) == size
 
 
+@pytest.mark.parametrize("mode", ["L", "CMYK"])
+def test_grey_and_cmyk_jpegs_are_reduced_to_rgb(mode):
+    data = images.encode(Image.open(io.BytesIO(images.jpeg(1200, 800))).convert(mode), "JPEG")
+    photo = decode_photo(data, LIMIT, MIN_SIDE, max_side=300)
+    assert photo.image.size == (300, 200) and photo.image.mode == "RGB"
+
+
+def test_a_photo_thinner_than_the_reduction_is_still_reduced():
+    photo = decode_photo(images.jpeg(4000, 3), LIMIT, 1, max_side=1000)
+    assert (photo.width, photo.height) == (4000, 3)
+    assert photo.image.size == (1000, 1)
+
+
 def test_a_reduced_rotated_photo_keeps_its_upright_size():
     photo = decode_photo(images.exif_rotated_jpeg(1600, 1200), 25_000_000, 8, max_side=800)
     assert (photo.width, photo.height) == (1200, 1600)

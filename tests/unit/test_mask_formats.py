@@ -41,7 +41,9 @@ def test_a_phone_sized_label_map_gives_the_same_rle_as_pycocotools():
     labels[np.hypot(yy - 1500, xx - 1200) < 900] = 1
     labels[(yy > 400) & (xx > 2500) & (xx < 3990)] = 2
     labels[:, -1] = 2  # a class along the last column, meeting the next column's top
-    for class_id, rle in class_rles(labels, [1, 2]).items():
+    rles = class_rles(labels, [1, 2])
+    assert sorted(rles) == [1, 2]
+    for class_id, rle in rles.items():
         reference = coco_mask.encode(np.asfortranarray((labels == class_id).view(np.uint8)))
         assert rle["counts"] == reference["counts"].decode()
 
