@@ -42,7 +42,8 @@ def _client() -> TorchServe:
 @bp.post("/segment")
 def segment() -> Response:
     """Forward one uploaded image to the default version (or ?version=); the answer (JSON, or
-    ?output=mask|overlay|rle|polygons, with ?tolerance=PIXELS for polygons) comes back as is."""
+    ?output=mask|overlay|rle|polygons|labels, with ?tolerance=PIXELS for polygons) comes back as
+    is."""
     upload = next((request.files[f] for f in IMAGE_FIELDS if f in request.files), None)
     if upload is None:
         return error_response(

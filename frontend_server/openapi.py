@@ -28,7 +28,7 @@ from model_training.progress import STATES as TRAINING_STATES
 
 Schema = dict[str, Any]
 
-VERSION = "1.0.0"
+VERSION = "1.1.0"
 """This description's version (``info.version``): raise it when the API changes."""
 JSON = "application/json"
 UPLOAD_TYPES = "image/*, application/octet-stream"
@@ -74,6 +74,12 @@ def schemas() -> dict[str, Schema]:
         "bbox": {**array(COUNT, 4), "description": "[x0, y0, x1, y1], x1 and y1 exclusive"},
     }
     frame = {"model": ref("ModelBlock"), "width": COUNT, "height": COUNT}
+    mask_png = {
+        **STRING,
+        "contentEncoding": "base64",
+        "contentMediaType": OUTPUTS["mask"],
+        "description": "palette PNG: pixel values are class ids",
+    }
     return {
         "Error": obj(
             {"code": INTEGER, "message": STRING},
@@ -106,12 +112,7 @@ def schemas() -> dict[str, Schema]:
                 "classes": array(ref("Class")),
                 "found": {**array(ref("Found")), "description": "every class found but background"},
                 "foreground_fraction": FRACTION,
-                "mask_png": {
-                    **STRING,
-                    "contentEncoding": "base64",
-                    "contentMediaType": OUTPUTS["mask"],
-                    "description": "palette PNG: pixel values are class ids",
-                },
+                "mask_png": mask_png,
                 "overlay_jpeg": {
                     **STRING,
                     "contentEncoding": "base64",
@@ -129,22 +130,19 @@ def schemas() -> dict[str, Schema]:
         "RleMasks": obj(
             {
                 **frame,
-                "masks": array(
-                    obj(
-                        {
-                            **found,
-                            "area": COUNT,
-                            "rle": obj(
-                                {
-                                    "size": {**array(COUNT, 2), "description": "[height, width]"},
-                                    "counts": {
-                                        **STRING,
-                                        "description": "COCO compressed counts, column-major",
-                                    },
-                                }
-                            ),
-                        }
-                    )
+                "masks": array(ref("RleMask")),
+            }
+        ),
+        "Labels": obj({**frame, "masks": array(ref("RleMask")), "mask_png": mask_png}),
+        "RleMask": obj(
+            {
+                **found,
+                "area": COUNT,
+                "rle": obj(
+                    {
+                        "size": {**array(COUNT, 2), "description": "[height, width]"},
+                        "counts": {**STRING, "description": "COCO compressed counts, column-major"},
+                    }
                 ),
             }
         ),
@@ -301,6 +299,7 @@ OUTPUT_SCHEMAS = {
     "overlay": {"type": "string", "contentMediaType": OUTPUTS["overlay"]},
     "rle": ref("RleMasks"),
     "polygons": ref("Polygons"),
+    "labels": ref("Labels"),
 }
 """Each output's body (handler.protocol.OUTPUTS holds its media type)."""
 

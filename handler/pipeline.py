@@ -5,8 +5,8 @@
 Each upload is decoded on its own, so a bad one becomes a 4xx answer for it alone while the
 rest of its batch is served; every photo of the batch then goes through one forward pass. The
 answer is the one a request asked for (handler/protocol.py OUTPUTS): JSON with a palette-PNG
-mask, an overlay, class statistics and timings, the mask or overlay alone, COCO RLE, or
-GeoJSON polygons.
+mask, an overlay, class statistics and timings, the mask or overlay alone, COCO RLE, GeoJSON
+polygons, or the mask with its COCO RLE.
 
 Nothing here knows the server or the machine: TorchServe's handler (handler/petseg_handler.py)
 turns its requests into :class:`Item` and the answers back, and the forward pass is handed in
@@ -167,6 +167,14 @@ class Pipeline:
             case "rle":
                 body = json.dumps(
                     {**self._frame(item), "masks": rle_masks(item.labels, item.found)}
+                )
+            case "labels":
+                body = json.dumps(
+                    {
+                        **self._frame(item),
+                        "masks": rle_masks(item.labels, item.found),
+                        "mask_png": b64(mask_png(item.labels, self.spec.palette)),
+                    }
                 )
             case _:  # polygons: a GeoJSON FeatureCollection, our fields beside its own
                 tolerance = item.request.tolerance

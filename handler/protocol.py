@@ -19,9 +19,12 @@ OUTPUTS = {
     "overlay": "image/jpeg",
     "rle": "application/vnd.petseg.coco-rle+json",
     "polygons": "application/geo+json",
+    "labels": "application/vnd.petseg.labels+json",
 }
 """Forms of the answer -> their media type: everything as JSON, the palette-PNG mask alone, the
-overlay JPEG alone, COCO RLE per class, or polygons per class as a GeoJSON FeatureCollection."""
+overlay JPEG alone, COCO RLE per class, polygons per class as a GeoJSON FeatureCollection, or
+the labels a labelling run keeps (the mask PNG and each class's COCO RLE: no overlay made, and
+the client decodes nothing to write a COCO file)."""
 DEFAULT_OUTPUT = "json"
 OUTPUT_FIELD = "output"
 """Multipart text field that picks the output (TorchServe passes no query parameters to the

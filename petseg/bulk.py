@@ -75,8 +75,12 @@ class Options:
     @property
     def output(self) -> str:
         """The answer asked for: JSON (mask and overlay in one answer) only when the overlay is
-        wanted; otherwise the mask PNG alone, and the server paints and encodes no overlay."""
-        return "json" if self.overlay else "mask"
+        wanted; otherwise the server paints and encodes no overlay: with a COCO file of RLE the
+        mask and its classes' RLE (the server has the label map, the client would decode the
+        PNG to make them), else the mask PNG alone."""
+        if self.overlay:
+            return "json"
+        return "labels" if self.coco is not None and self.tolerance is None else "mask"
 
 
 def command(args: argparse.Namespace, instance: Instance) -> int:
@@ -304,9 +308,11 @@ class BulkRun:
 
     def _save(self, photo: Photo, digest: str, reply: Reply) -> dict[str, Any]:
         """Write the photo's outputs; its journal record, with its COCO annotations when the run
-        makes a COCO file (decoding a 12 MP mask and encoding its classes took ~40 ms of the
-        client's CPU per photo, a third of the server's work for it)."""
-        mask, overlay = answer_images(reply, self.options.output)
+        makes a COCO file: the server's RLE when it sent them, else made from the mask (decoding
+        a 12 MP mask PNG costs the client ~14 ms of CPU, on the cores a local server needs)."""
+        output = self.options.output
+        answer = reply.json() if output != "mask" else None
+        mask, overlay = answer_images(reply.content if answer is None else answer, output)
         labels = Image.open(io.BytesIO(mask))  # the header only, until its pixels are read
         if labels.mode != "P":
             raise ValueError(f"the answer's mask is a {labels.mode} image, not a class map")
@@ -323,7 +329,9 @@ class BulkRun:
             "polygons": tolerance,
             "annotations": None,
         }
-        if self.options.coco is not None:
+        if output == "labels":
+            record["annotations"] = coco.served_annotations(answer, self.class_ids)
+        elif self.options.coco is not None:
             found = coco.annotations(np.asarray(labels), self.class_ids, tolerance)
             record["annotations"] = found
         return record
@@ -336,13 +344,14 @@ def content_type(suffix: str) -> str | None:
     return mimetypes.guess_type(f"photo{suffix}")[0]
 
 
-def answer_images(reply: Reply, output: str) -> tuple[bytes, bytes | None]:
-    """(mask PNG, overlay JPEG or None) from an answer in the ``output`` form."""
+def answer_images(answer: bytes | dict[str, Any], output: str) -> tuple[bytes, bytes | None]:
+    """(mask PNG, overlay JPEG or None) from an answer in the ``output`` form: the PNG itself,
+    or the JSON of the others."""
     if output == "mask":
-        return reply.content, None
+        return answer, None
     try:
-        answer = reply.json()
-        return base64.b64decode(answer["mask_png"]), base64.b64decode(answer["overlay_jpeg"])
+        mask = base64.b64decode(answer["mask_png"])
+        return mask, base64.b64decode(answer["overlay_jpeg"]) if output == "json" else None
     except (KeyError, TypeError) as exc:
         raise ValueError(f"the answer holds no mask and overlay: {exc!r}") from exc
 

@@ -48,6 +48,25 @@ def annotations(
     return found
 
 
+def served_annotations(answer: dict[str, Any], class_ids: Iterable[int]) -> list[dict[str, Any]]:
+    """The same as :func:`annotations`, from the server's ``labels`` answer (its classes' area
+    and RLE as the handler made them from the label map it holds)."""
+    wanted = set(class_ids)
+    try:
+        return [
+            {
+                "category_id": mask["id"],
+                "area": mask["area"],
+                "bbox": rle_box(mask["rle"]),
+                "rle": mask["rle"],
+            }
+            for mask in answer["masks"]
+            if mask["id"] in wanted
+        ]
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"the answer's masks are not COCO RLE: {exc!r}") from exc
+
+
 def outer_rings(mask: np.ndarray, tolerance: float) -> list[list[float]]:
     """COCO polygons: per region its outer ring as [x0, y0, x1, y1, ...], pixel-corner
     coordinates, not closed (COCO closes them). The widest region comes first: Label Studio's

@@ -139,6 +139,20 @@ def test_rle_and_polygons_carry_the_png_mask(handler):
         assert np.array_equal(filled, labels == feature["properties"]["id"])
 
 
+def test_the_labels_answer_is_the_mask_png_with_the_rle_answer(handler):
+    data = images.jpeg(120, 90)
+    rows = [{"body": data, "output": "rle"}, {"body": data, "output": "labels"}]
+    (rle, labelled), context = run(handler, rows)
+    assert context.content_types[1] == OUTPUTS["labels"]
+    rle, labelled = json.loads(rle), json.loads(labelled)
+    png = images.from_base64(labelled.pop("mask_png"))
+    assert png.mode == "P" and png.size == (120, 90)
+    assert labelled == rle  # the rest is the rle answer, field for field
+    assert rle["masks"], "the tiny model finds pets in this photo"
+    for entry in labelled["masks"]:
+        assert np.array_equal(from_rle(entry["rle"]), np.asarray(png) == entry["id"])
+
+
 @pytest.mark.parametrize("value", ["-1", "nan", "lots", "1000"])
 def test_a_bad_tolerance_is_a_400(handler, value):
     rows = [{"body": images.jpeg(), "output": "polygons", "tolerance": value}]

@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 from pycocotools.coco import COCO
 
+from handler.rendering import rle_masks
 from petseg import coco
+from petseg.bulk import Options
 from petseg.journal import Journal
 from petseg.photos import collect, many
 from tests.support.masks import from_rle
@@ -158,3 +160,29 @@ def test_the_coco_file_loads_in_pycocotools_and_gives_the_masks_back(tmp_path):
                 (annotation,) = dataset.loadAnns(dataset.getAnnIds([image_id], [category]))
                 assert np.array_equal(dataset.annToMask(annotation), labels() == category)
     assert not dataset.getAnnIds([3])
+
+
+def test_annotations_from_the_servers_rle_are_those_made_from_the_mask():
+    labels = np.zeros((40, 60), np.uint8)
+    labels[5:30, 10:25], labels[20:38, 30:58], labels[0, 59] = 1, 2, 2
+    stats = [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}]
+    answer = {"masks": rle_masks(labels, stats)}  # what the handler's labels answer holds
+    assert coco.served_annotations(answer, [1, 2]) == coco.annotations(labels, [1, 2])
+    assert coco.served_annotations(answer, [2]) == coco.annotations(labels, [2])
+    with pytest.raises(ValueError, match="not COCO RLE"):
+        coco.served_annotations({"masks": [{"id": 1}]}, [1])
+
+
+@pytest.mark.parametrize(
+    ("overlay", "coco_file", "tolerance", "output"),
+    [
+        (False, None, None, "mask"),
+        (False, "coco.json", None, "labels"),  # the server's RLE: the client decodes nothing
+        (False, "coco.json", 1.0, "mask"),  # polygons are traced from the decoded mask
+        (True, "coco.json", None, "json"),
+    ],
+)
+def test_a_run_asks_for_no_more_than_it_writes(tmp_path, overlay, coco_file, tolerance, output):
+    coco_path = tmp_path / coco_file if coco_file else None
+    options = Options(tmp_path, overlay, coco_path, tolerance, 16, False, None)
+    assert options.output == output
