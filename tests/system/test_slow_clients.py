@@ -333,9 +333,10 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> float:
 
 
 def test_slow_headers_and_bodies_leave_other_uploads_fast(server, tmp_path):
-    """300 slow-loris connections (well under the limit): uploads stay about as fast as in quiet
-    (p95 during the flood within a few times the quiet median), and every slow connection is cut
-    by its deadline (408), so slots come back."""
+    """300 slow-loris connections (well under the limit): no upload waits for a slow
+    connection's deadline (p95 during the flood under a tenth of it: an upload queued behind
+    the flood would wait seconds, and the machine's speed or other load moves the figure by far
+    less), and every slow connection is cut by its deadline (408), so slots come back."""
     with web_server(tmp_path / "web.log", server) as web:
         quiet = [upload(web.url) for _ in range(40)]
         assert {u.outcome for u in quiet} == {"200"}
@@ -346,7 +347,7 @@ def test_slow_headers_and_bodies_leave_other_uploads_fast(server, tmp_path):
         assert Counter(u.outcome for u in during) == {"200": len(during)}
         quiet_p50 = quantile([u.seconds for u in quiet], 0.5)
         flood_p95 = quantile([u.seconds for u in during], 0.95)
-        assert flood_p95 <= 5 * quiet_p50, (quiet_p50, flood_p95)
+        assert flood_p95 < wsgi.HEADER_TIMEOUT_S / 10, (quiet_p50, flood_p95)
         assert headers.outcomes["408"] >= 150, headers.outcomes
         assert bodies.outcomes["408"] >= 150, bodies.outcomes
         print(
