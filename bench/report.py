@@ -22,9 +22,9 @@ BULK_RUNS = {
     "overlays, COCO": ("--overlay", "--coco"),
 }
 """`petseg predict DIR` on a folder of the same photo: as it runs by default (the mask PNGs
-alone are asked for), with a COCO file (the masks decoded and their classes' RLE made by the
-client), with --overlay (the JSON answers the load rows get: mask and overlay), and with
-both."""
+alone are asked for), with a COCO file (the labels answer: the mask and its classes' RLE,
+made by the server), with --overlay (the JSON answers the load rows get: mask and overlay),
+and with both (the client makes the RLE from the mask)."""
 SERVED = (DIRECT, PROXY)
 PHOTOS = ("500x375", "4000x3000")
 COMPARE = {">=": operator.ge, "<=": operator.le}

@@ -164,18 +164,11 @@ class Pipeline:
                 body = mask_png(item.labels, self.spec.palette)
             case "overlay":
                 body = self._overlay_jpeg(item)
-            case "rle":
-                body = json.dumps(
-                    {**self._frame(item), "masks": rle_masks(item.labels, item.found)}
-                )
-            case "labels":
-                body = json.dumps(
-                    {
-                        **self._frame(item),
-                        "masks": rle_masks(item.labels, item.found),
-                        "mask_png": b64(mask_png(item.labels, self.spec.palette)),
-                    }
-                )
+            case "rle" | "labels":  # labels: the rle answer with the mask PNG
+                answer = {**self._frame(item), "masks": rle_masks(item.labels, item.found)}
+                if output == "labels":
+                    answer["mask_png"] = b64(mask_png(item.labels, self.spec.palette))
+                body = json.dumps(answer)
             case _:  # polygons: a GeoJSON FeatureCollection, our fields beside its own
                 tolerance = item.request.tolerance
                 features = polygon_features(item.labels, item.found, self.spec.palette, tolerance)

@@ -311,8 +311,8 @@ class BulkRun:
         makes a COCO file: the server's RLE when it sent them, else made from the mask (decoding
         a 12 MP mask PNG costs the client ~14 ms of CPU, on the cores a local server needs)."""
         output = self.options.output
-        answer = reply.json() if output != "mask" else None
-        mask, overlay = answer_images(reply.content if answer is None else answer, output)
+        answer = reply.content if output == "mask" else reply.json()
+        mask, overlay = answer_images(answer, output)
         labels = Image.open(io.BytesIO(mask))  # the header only, until its pixels are read
         if labels.mode != "P":
             raise ValueError(f"the answer's mask is a {labels.mode} image, not a class map")
