@@ -57,7 +57,7 @@ from petseg.launcher import (
 )
 from petseg.reconcile import apply_state
 from torchserve_client import TorchServe
-from torchserve_client.report import Rollout
+from torchserve_client.rollout import Rollout
 
 AGREEMENT_PHOTOS = {"500x375": 8, "4000x3000": 2}
 BURST = (48, 16)

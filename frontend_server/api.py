@@ -30,7 +30,7 @@ from handler.protocol import (
 )
 from model_training.progress import EMPTY, read_progress
 from torchserve_client import TorchServe
-from torchserve_client.report import Rollout
+from torchserve_client.rollout import Rollout
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 

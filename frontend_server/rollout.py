@@ -2,7 +2,8 @@
 
 The operator's tools write the trial into TorchServe's serving report beside its key file; each
 proxy reads it there (again only when the file changes), so every proxy of a fleet follows the
-state its own TorchServe applied, and a restart resumes the trial.
+state its own TorchServe applied, and a restart resumes the trial, or keeps it ended: a recorded
+decision (torchserve_client.rollout.Decision) stops the trial in every proxy that reads it.
 
 - canary: a share of uploads is answered by the candidate. A candidate that fails (5xx, no
   answer) is counted and the upload is sent to the default: the user is not the one who pays.
@@ -10,10 +11,11 @@ state its own TorchServe applied, and a restart resumes the trial.
   default and to the candidate as COCO RLE, and the two masks compared (frontend_server.masks):
   agreement, IoU per class, pet fraction and latency of each go to the metrics. Nothing of the
   photo or its masks is kept. A bounded queue drops shadow work rather than slow the proxy.
-- guard: once ``min_requests`` candidate requests were seen here, more than ``max_error_ratio``
-  failures, or a mean shadow agreement under ``min_agreement``, stop the trial in this proxy at
-  once (logged, and ``petseg_rollout_aborted`` for the alert); `petseg rollout abort` makes it
-  durable.
+- counts: what this proxy saw of the trial, in /status.json, where the fleet's decider
+  (`petseg rollout watch`) sums them over every proxy and records an abort for all of them.
+- guard: the same judgement on this proxy's counts alone (Rollout.verdict) stops the trial here
+  at once, a brake for a fleet without a decider (logged, ``petseg_rollout_aborted``); it binds
+  this process only, until the decision is recorded.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import random
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +36,8 @@ from prometheus_client.core import GaugeMetricFamily
 from frontend_server.masks import Comparison, compare
 from frontend_server.metrics import LATENCY_BUCKETS
 from torchserve_client import TorchServe
-from torchserve_client.report import REPORT_FILE_NAME, Rollout, ServingReport
+from torchserve_client.report import REPORT_FILE_NAME, ServingReport
+from torchserve_client.rollout import Rollout, TrialCounts
 
 log = logging.getLogger("frontend_server.rollout")
 SHADOW_THREADS = 2
@@ -41,11 +45,6 @@ SHADOW_QUEUE = 8
 """Shadow comparisons waiting or running at most; beyond, a shadow is skipped (and counted)."""
 AGREEMENT_BUCKETS = (0.5, 0.8, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 0.999, 1.0)
 SHARE_BUCKETS = tuple(round(0.1 * n, 1) for n in range(1, 11))
-
-
-def fresh_counts() -> dict[str, Any]:
-    """A trial's running totals in one proxy: what the guard and the figures read."""
-    return {"requests": 0, "failed": 0, "compared": 0, "agreement": 0.0, "iou": {}, "classes": {}}
 
 
 class RolloutMetrics:
@@ -107,13 +106,15 @@ class Trial:
         self._lock = threading.Lock()
         self._stamp: tuple[int, int] | None = None
         self._rollout: Rollout | None = None
-        self._counts = fresh_counts()
+        """The report's rollout, decided or not."""
+        self._counts = TrialCounts()
         self.aborted: str | None = None
-        """Why this proxy stopped the current trial; None while it runs."""
+        """Why this proxy's guard stopped the current trial; None while it runs here."""
 
     # -- what the state says ------------------------------------------------------------------
     def current(self) -> Rollout | None:
-        """The rollout in the report, unless this proxy's guard stopped it."""
+        """The rollout in the report while it takes uploads: no decision ended it and this
+        proxy's guard did not stop it."""
         try:
             stat = self.path.stat()
             stamp = (stat.st_mtime_ns, stat.st_size)
@@ -123,16 +124,26 @@ class Trial:
             if stamp != self._stamp:
                 self._stamp = stamp
                 self._load()
-            return None if self.aborted else self._rollout
+            rollout = self._rollout
+            if self.aborted or rollout is None or not rollout.active:
+                return None
+            return rollout
 
     def _load(self) -> None:
         report = ServingReport.read(self.path.parent)
         found = report.rollout if report is not None else None
-        rollout = Rollout.from_dict(found) if found else None
-        if rollout != self._rollout:  # a new trial (or none): counted afresh
-            self._rollout, self.aborted = rollout, None
-            self._counts = fresh_counts()
+        try:
+            rollout = Rollout.from_dict(found) if found else None
+        except ValueError as exc:  # safe default: the default version serves every upload
+            log.error("serving report %s: unusable rollout (%s): no trial", self.path, exc)
+            rollout = None
+        before = self._rollout
+        if (rollout and rollout.trial) != (before and before.trial):  # a new trial (or none)
+            self.aborted = None
+            self._counts = TrialCounts()
+        if rollout != before:
             log.info("rollout now %s", json.dumps(found))
+        self._rollout = rollout
 
     def pick(self) -> Rollout | None:
         """The rollout if this upload is one of its share, else None."""
@@ -141,80 +152,67 @@ class Trial:
             return rollout
         return None
 
-    # -- the guard ----------------------------------------------------------------------------
+    # -- the counts and the guard ---------------------------------------------------------------
     def candidate_answered(self, rollout: Rollout, ok: bool) -> None:
         self.metrics.candidate.labels(rollout.version, rollout.mode, "ok" if ok else "failed").inc()
         with self._lock:
-            if rollout != self._rollout:
+            if not self._counting(rollout):
                 return
-            self._counts["requests"] += 1
-            self._counts["failed"] += not ok
+            self._counts.requests += 1
+            self._counts.failed += not ok
             self._judge(rollout)
 
     def compared(self, rollout: Rollout, result: Comparison) -> None:
         with self._lock:
-            if rollout != self._rollout:
+            if not self._counting(rollout):
                 return
             counts = self._counts
-            counts["compared"] += 1
-            counts["agreement"] += result.agreement
+            counts.compared += 1
+            counts.agreement += result.agreement
             for name, iou in result.iou.items():
-                counts["iou"][name] = counts["iou"].get(name, 0.0) + iou
-                counts["classes"][name] = counts["classes"].get(name, 0) + 1
+                counts.iou[name] = counts.iou.get(name, 0.0) + iou
+                counts.classes[name] = counts.classes.get(name, 0) + 1
             self._judge(rollout)
 
+    def _counting(self, rollout: Rollout) -> bool:
+        """Whether an answer to ``rollout`` counts for the current trial (one that was on its
+        way when the trial changed does not)."""
+        return self._rollout is not None and rollout.trial == self._rollout.trial
+
     def figures(self) -> dict[str, Any] | None:
-        """The trial as this proxy saw it since it began here (None: no rollout)."""
+        """The trial as this proxy saw it since it began here (None: no rollout): the counts
+        the decider sums, their means, and what ended it, if anything did."""
         self.current()
         with self._lock:
             rollout, counts = self._rollout, self._counts
             if rollout is None:
                 return None
-            compared = counts["compared"]
+            decision = rollout.decision
             return {
-                **rollout.as_dict(),
+                **rollout.trial.as_dict(),
+                "decision": None if decision is None else asdict(decision),
                 "stopped_here": self.aborted,
-                "candidate_requests": counts["requests"],
-                "candidate_failures": counts["failed"],
-                "shadow_compared": compared,
-                "mean_agreement": round(counts["agreement"] / compared, 5) if compared else None,
-                "mean_iou": {
-                    name: round(total / counts["classes"][name], 5)
-                    for name, total in sorted(counts["iou"].items())
-                },
+                "candidate_requests": counts.requests,
+                "candidate_failures": counts.failed,
+                "shadow_compared": counts.compared,
+                **counts.means(),
+                "counts": counts.as_dict(),
             }
 
     def _judge(self, rollout: Rollout) -> None:
         if self.aborted:
             return
-        counts = self._counts
-        if counts["requests"] >= rollout.min_requests:
-            ratio = counts["failed"] / counts["requests"]
-            if ratio > rollout.max_error_ratio:
-                self._abort(
-                    rollout,
-                    f"{counts['failed']} of {counts['requests']} candidate requests failed "
-                    f"({ratio:.1%} > max_error_ratio {rollout.max_error_ratio:.1%})",
-                )
-        if counts["compared"] >= rollout.min_requests:
-            mean = counts["agreement"] / counts["compared"]
-            if mean < rollout.min_agreement:
-                self._abort(
-                    rollout,
-                    f"mean shadow agreement {mean:.4f} over {counts['compared']} photos < "
-                    f"min_agreement {rollout.min_agreement}",
-                )
-
-    def _abort(self, rollout: Rollout, why: str) -> None:
-        self.aborted = why
-        log.warning(
-            "rollout of %s (%s %g%%) stopped by this proxy: %s; `petseg rollout abort` makes "
-            "it durable",
-            rollout.version,
-            rollout.mode,
-            rollout.percent,
-            why,
-        )
+        why = rollout.verdict(self._counts)
+        if why is not None:
+            self.aborted = why
+            log.warning(
+                "rollout of %s (%s %g%%) stopped by this proxy: %s; the fleet's decider "
+                "(`petseg rollout watch`) or `petseg rollout abort` records it for every proxy",
+                rollout.version,
+                rollout.mode,
+                rollout.percent,
+                why,
+            )
 
     # -- the shadow -----------------------------------------------------------------------------
     def shadow(self, rollout: Rollout, image: bytes, content_type: str) -> None:
@@ -262,8 +260,8 @@ class Trial:
 
 
 class TrialCollector:
-    """The trial as gauges at scrape time: its share per mode, and whether this proxy's guard
-    stopped it."""
+    """The trial as gauges at scrape time: its share per mode, and whether it is stopped here
+    (by a recorded decision or by this proxy's guard)."""
 
     def __init__(self, trial: Trial) -> None:
         self.trial = trial
@@ -276,13 +274,13 @@ class TrialCollector:
         )
         aborted = GaugeMetricFamily(
             "petseg_rollout_aborted",
-            "1 when this proxy's guard stopped the current rollout",
+            "1 when the current rollout is stopped: decided (recorded) or by this proxy's guard",
             labels=["version"],
         )
         self.trial.current()
         rollout = self.trial._rollout
         if rollout is not None:
-            stopped = self.trial.aborted is not None
+            stopped = self.trial.aborted is not None or not rollout.active
             percent.add_metric([rollout.version, rollout.mode], 0 if stopped else rollout.percent)
             aborted.add_metric([rollout.version], int(stopped))
         yield percent

@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import getpass
+import socket
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -24,7 +27,7 @@ from petseg import reconcile, state
 from petseg.launcher import Instance
 from petseg.state import STATE_FILE, ServingState, StateError, VersionSpec
 from torchserve_client import ServingReport, TorchServeError
-from torchserve_client.report import Rollout
+from torchserve_client.rollout import Decision, Rollout
 
 DURABLE_ON_KUBERNETES = (
     "to keep it, change config/serving.json and roll it out "
@@ -33,22 +36,24 @@ DURABLE_ON_KUBERNETES = (
 
 
 def trial(args: argparse.Namespace) -> Rollout:
-    """The rollout `petseg rollout shadow|canary VERSION` declares."""
+    """The rollout `petseg rollout shadow|canary VERSION` declares: a new trial, whatever was
+    decided of the last one."""
     thresholds = {
         name: getattr(args, name)
         for name in ("max_error_ratio", "min_agreement", "min_requests")
         if getattr(args, name) is not None
     }
     try:
-        return Rollout(args.version, args.action, args.percent, **thresholds)
+        return Rollout(
+            args.version, args.action, args.percent, started_at=time.time(), **thresholds
+        )
     except ValueError as exc:
         raise StateError(str(exc)) from None
 
 
-def on_trial(declared: ServingState) -> str:
-    if declared.rollout is None:
-        raise StateError("no rollout is on: start one with `petseg rollout shadow|canary`")
-    return declared.rollout.version
+def operator() -> str:
+    """Who typed the command, for the record of a decision."""
+    return f"{getpass.getuser()}@{socket.gethostname()} (petseg rollout abort)"
 
 
 def wanted(args: argparse.Namespace, declared: ServingState, store: Path) -> ServingState:
@@ -56,10 +61,9 @@ def wanted(args: argparse.Namespace, declared: ServingState, store: Path) -> Ser
     if args.action in ("shadow", "canary"):
         return declared.with_rollout(trial(args))
     if args.action == "promote":
-        return declared.with_default(on_trial(declared))
+        return declared.promoted()
     if args.action == "abort":
-        on_trial(declared)
-        return declared.with_rollout(None)
+        return declared.aborted(Decision("aborted", operator(), args.reason))
     if args.action == "register":
         version = state.archive_version(store, args.archive)
         return declared.registered(version, VersionSpec(args.archive, args.workers))
@@ -78,9 +82,10 @@ def change_live(args: argparse.Namespace, instance: Instance, declared: ServingS
         client.describe(args.version)  # a TorchServeError (404) if it is not registered
         return f"{args.version} goes on trial: {args.action} of {args.percent:g}%"
     if args.action == "promote":
-        return client.set_default(on_trial(declared))
+        return client.set_default(declared.on_trial().version)
     if args.action == "abort":
-        return f"the rollout of {on_trial(declared)} ends; the default serves every upload"
+        version = declared.on_trial().version
+        return f"the rollout of {version} ends; the default serves every upload"
     if args.action == "register":
         version = state.archive_version(instance.model_store, args.archive)
         spec = VersionSpec(args.archive, args.workers)
@@ -180,4 +185,6 @@ def summary(declared: ServingState) -> str:
     if declared.rollout is not None:
         rollout = declared.rollout
         trial = f"; rollout {rollout.version} as a {rollout.mode} of {rollout.percent:g}%"
+        if not rollout.active:
+            trial += f", {rollout.decision.outcome}: {rollout.decision.reason}"
     return f"default {declared.default}; versions {versions or 'none'}{trial}"

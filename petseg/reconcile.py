@@ -99,7 +99,7 @@ def apply_state(
     declared = load(state_file)
     actions, problems = apply(client, declared, store)
     rollout = declared.rollout
-    if rollout is not None and rollout.version not in live_versions(client):
+    if rollout is not None and rollout.active and rollout.version not in live_versions(client):
         problems.append(f"the rollout's version {rollout.version} is not served: no trial")
         rollout = None
     trial = None if rollout is None else rollout.as_dict()
@@ -116,5 +116,8 @@ def describe(report: ServingReport) -> list[str]:
     lines += [f"  changed here only, until a restart: {change}" for change in report.live_changes]
     if report.rollout:
         trial = report.rollout
-        lines.append(f"  rollout: {trial['version']} as a {trial['mode']} of {trial['percent']:g}%")
+        line = f"  rollout: {trial['version']} as a {trial['mode']} of {trial['percent']:g}%"
+        if trial.get("decision"):
+            line += f", {trial['decision']['outcome']}: {trial['decision']['reason']}"
+        lines.append(line)
     return lines

@@ -23,7 +23,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from torchserve_client.report import Rollout, write_atomically
+from torchserve_client.report import write_atomically
+from torchserve_client.rollout import Decision, Rollout
 
 ROOT = Path(__file__).resolve().parents[1]
 STATE_FILE = ROOT / "config" / "serving.json"
@@ -71,13 +72,15 @@ class ServingState:
     default: str | None = None
     versions: dict[str, VersionSpec] = field(default_factory=dict)
     rollout: Rollout | None = None
-    """A candidate on trial beside the default (`petseg rollout`); None: none."""
+    """A candidate on trial beside the default (`petseg rollout`), or the record of the last
+    trial's end (its ``decision``); None: none."""
 
     def __post_init__(self) -> None:
-        if self.rollout is not None and self.rollout.version not in self.versions:
-            raise StateError(f"the rollout's version {self.rollout.version!r} is not declared")
-        if self.rollout is not None and self.rollout.version == self.default:
-            raise StateError(f"the rollout's version {self.rollout.version!r} is the default")
+        trial = self.rollout
+        if trial is not None and trial.active and trial.version not in self.versions:
+            raise StateError(f"the rollout's version {trial.version!r} is not declared")
+        if trial is not None and trial.active and trial.version == self.default:
+            raise StateError(f"the rollout's version {trial.version!r} is the default")
         if self.versions and self.default not in self.versions:
             raise StateError(
                 f"the default version {self.default!r} is not one of the declared versions "
@@ -134,14 +137,38 @@ class ServingState:
         return replace(self, versions={**self.versions, version: spec})
 
     def with_default(self, version: str) -> ServingState:
-        """``version`` the default; a rollout of it ends there (it is promoted)."""
+        """``version`` the default; a rollout of it ends there (it is promoted, or a person
+        chose it after its trial was aborted)."""
         self._spec(version)
         ended = self.rollout is not None and self.rollout.version == version
         return replace(self, default=version, rollout=None if ended else self.rollout)
 
+    def promoted(self) -> ServingState:
+        """The version on trial made the default. Never one whose trial was decided against:
+        that takes a new trial (`petseg rollout shadow|canary`) or a person's set-default."""
+        trial = self.on_trial()
+        return self.with_default(trial.version)
+
+    def aborted(self, decision: Decision) -> ServingState:
+        """The running trial ended by ``decision``, which stays in the state as its record."""
+        return replace(self, rollout=self.on_trial().decided(decision))
+
+    def on_trial(self) -> Rollout:
+        """The rollout that takes uploads now; a StateError saying why there is none."""
+        trial = self.rollout
+        if trial is None:
+            raise StateError("no rollout is on: start one with `petseg rollout shadow|canary`")
+        if not trial.active:
+            decision = trial.decision
+            raise StateError(
+                f"the rollout of {trial.version} was {decision.outcome} by {decision.by}: "
+                f"{decision.reason}; start a new trial with `petseg rollout shadow|canary`"
+            )
+        return trial
+
     def unregistered(self, version: str) -> ServingState:
         self._spec(version)
-        if self.rollout is not None and self.rollout.version == version:
+        if self.rollout is not None and self.rollout.active and self.rollout.version == version:
             raise StateError(f"{version} is on trial: `petseg rollout abort` first")
         rest = {v: spec for v, spec in self.versions.items() if v != version}
         default = self.default if self.default != version else None

@@ -1,10 +1,11 @@
-"""`petseg rollout status`: the rollout as the state declares it, as each instance applied it,
-and what each web proxy sees: the versions served and its trial's figures (its operators'
-listener, /status.json)."""
+"""`petseg rollout status`: the rollout as the state declares it (and, once decided, who ended
+it, why and when), as each instance applied it, and what each web proxy sees: the versions
+served and its trial's figures (its operators' listener, /status.json)."""
 
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -46,17 +47,28 @@ def show(state_file: Path, members: list[Instance], proxies: list[str]) -> int:
                 f"mean IoU {trial['mean_iou']}"
             )
             print(f"  stopped by this proxy: {trial['stopped_here'] or 'no'}")
+            if trial.get("decision"):
+                print(f"  decided: {decided(trial['decision'])}")
     return 1 if stopped else 0
 
 
 def describe(rollout: dict[str, Any] | None) -> str:
     if not rollout:
         return "none"
-    return (
+    trial = (
         f"{rollout['version']} as a {rollout['mode']} of {rollout['percent']:g}% "
         f"(stops above {rollout['max_error_ratio']:.0%} candidate failures or below "
         f"{rollout['min_agreement']} mean agreement, after {rollout['min_requests']} requests)"
     )
+    if rollout.get("decision"):
+        return f"{trial}; {decided(rollout['decision'])}"
+    return trial
+
+
+def decided(decision: dict[str, Any]) -> str:
+    """A decision in one line: what, by whom, when, why."""
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(decision["at"]))
+    return f"{decision['outcome']} by {decision['by']} at {when}: {decision['reason']}"
 
 
 def fetch(proxy: str) -> dict[str, Any] | None:

@@ -15,62 +15,11 @@ import os
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
 REPORT_FILE_NAME = "serving-report.json"
-ROLLOUT_MODES = ("shadow", "canary")
-
-
-@dataclass(frozen=True)
-class Rollout:
-    """A candidate version on trial beside the default (petseg's serving state declares it,
-    the web proxies carry it out). ``shadow``: ``percent`` of uploads are also sent to the
-    candidate and the two masks compared, the user always answered by the default; ``canary``:
-    ``percent`` of uploads are answered by the candidate. Each proxy stops the trial by itself
-    once, after ``min_requests`` candidate requests, more than ``max_error_ratio`` of them
-    failed, or (shadow) the masks agreed on less than ``min_agreement`` of their pixels."""
-
-    version: str
-    mode: str
-    percent: float
-    max_error_ratio: float = 0.05
-    min_agreement: float = 0.90
-    min_requests: int = 50
-
-    def __post_init__(self) -> None:
-        if self.mode not in ROLLOUT_MODES:
-            raise ValueError(f"rollout mode {self.mode!r}: use one of {', '.join(ROLLOUT_MODES)}")
-        for name, value, low, high in (
-            ("percent", self.percent, 0.0, 100.0),
-            ("max_error_ratio", self.max_error_ratio, 0.0, 1.0),
-            ("min_agreement", self.min_agreement, 0.0, 1.0),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ValueError(f"rollout {name} must be a number, not {value!r}")
-            if not low <= value <= high or (name == "percent" and value == 0):
-                raise ValueError(f"rollout {name} must lie in ({low:g}, {high:g}], not {value}")
-        count = self.min_requests
-        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-            raise ValueError(f"rollout min_requests must be a whole number >= 1, not {count!r}")
-
-    @classmethod
-    def from_dict(cls, data: Any) -> Rollout:
-        """Strict: an unknown key is an error, not ignored."""
-        if not isinstance(data, dict):
-            raise ValueError("the rollout must be a JSON object")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"rollout: unknown key(s) {unknown}; known: {sorted(known)}")
-        missing = sorted({"version", "mode", "percent"} - set(data))
-        if missing:
-            raise ValueError(f"rollout: missing {missing}")
-        return cls(**data)
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -88,7 +37,8 @@ class ServingReport:
     live_changes: list[str] = field(default_factory=list)
     """Changes made on this instance alone since (durable=False only)."""
     rollout: dict[str, Any] | None = None
-    """The state's rollout (Rollout.as_dict()), for the web proxy beside this TorchServe."""
+    """The state's rollout (torchserve_client.rollout.Rollout.as_dict(), its decision with it),
+    for the web proxy beside this TorchServe."""
     applied_at: float = field(default_factory=time.time)
 
     @classmethod

@@ -100,8 +100,13 @@ def test_a_canary_answers_its_share_and_an_abort_ends_it(deployment):
     assert within_binomial(served["2.0"], 1000, 20), served
     print(f"canary 20% of 1000 uploads: {dict(served)} (99.9% bounds 158-242)")
     ok(*options, "rollout", "abort")
-    assert "rollout" not in json.loads(state.read_text())
+    decision = json.loads(state.read_text())["rollout"]["decision"]
+    assert decision["outcome"] == "aborted" and decision["reason"] == "aborted by hand"
     assert versions(load(web.url, 100)) == {"1.0": 100}
+    assert figures(web)["rollout"]["decision"] == decision
+    again = petseg(*options, "rollout", "abort")
+    assert again.returncode == 2 and "was aborted by" in again.stderr, "a second record"
+    assert json.loads(state.read_text())["rollout"]["decision"] == decision
 
 
 def test_a_shadow_never_changes_the_users_answer_and_compares_the_masks(deployment):
@@ -215,15 +220,22 @@ def test_the_guard_stops_a_failing_candidate_by_itself_and_says_why(deployment):
         ok(*options, "models", "scale", "1", "--version", "2.0")
 
 
-def test_a_restart_mid_rollout_resumes_it(deployment):
-    options, _, state = deployment
-    ok(*options, "rollout", "canary", "2.0", "--percent", "50", "--min-requests", "5000")
+def restarted(options: tuple[str, ...]) -> Counter:
+    """TorchServe and its proxy stopped and started again: the versions 100 uploads got."""
     ok(*options, "stop")
     ok(*options, "serve", "--free-ports")
     instance = running_instance(Path(options[1]))
     name_ports(instance)
     with running_web(instance) as fresh:
-        served = versions(load(fresh.url, 100))
+        return versions(load(fresh.url, 100))
+
+
+def test_a_restart_mid_rollout_resumes_it_and_one_after_an_abort_does_not(deployment):
+    options, _, state = deployment
+    ok(*options, "rollout", "canary", "2.0", "--percent", "50", "--min-requests", "5000")
+    served = restarted(options)
     assert within_binomial(served["2.0"], 100, 50), served
     assert json.loads(state.read_text())["rollout"]["version"] == "2.0"
     ok(*options, "rollout", "abort")
+    assert restarted(options) == {"1.0": 100}, "a restart resumed the aborted trial"
+    assert json.loads(state.read_text())["rollout"]["decision"]["outcome"] == "aborted"

@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 
 from model_training.progress import set_state, write
-from petseg.archive import build_archive
 from tests.support import images
 from tests.support.stack import running_web
+from tests.support.versions import SOME_PIXELS, perturbed_archive
 from tests.support.web import offline_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -427,14 +427,8 @@ def test_sample_button_segments_a_sample(browser, page_url):
 def second_version(server, tiny_export, tmp_path):
     """Version 2.0 of the model, registered beside 1.0: the tiny model with its last layer
     perturbed, so the two versions really disagree on some pixels."""
-    import torch
-
-    export = Path(shutil.copytree(tiny_export, tmp_path / "v2"))
-    weights = torch.load(export / "weights.pt", weights_only=True)
-    head = next(k for k in reversed(weights) if k.endswith("bias"))
-    weights[head] = weights[head] + torch.tensor([0.0, 0.5, -0.5])[: len(weights[head])]
-    torch.save(weights, export / "weights.pt")
-    build_archive(export, server.model_store, name="petseg-compare", version="2.0")
+    store = server.model_store
+    perturbed_archive(tiny_export, store, tmp_path, "petseg-compare", "2.0", SOME_PIXELS)
     client = server.client()
     client.register("petseg-compare.mar", workers=1)
     try:
