@@ -175,7 +175,37 @@ def rollout(args: argparse.Namespace, instance: launcher.Instance) -> int:
     if args.action == "status":
         state_file, _ = changes.state_of(members[0], args.state)
         return trial_status.show(state_file, members, args.proxy or [trial_status.DEMO_PROXY])
+    if args.action == "watch":
+        return watch(args, members)
     return changes.command(args, members, models.show)
+
+
+def watch(args: argparse.Namespace, members: list[launcher.Instance]) -> int:
+    """`petseg rollout watch`: the fleet's decider, until SIGTERM or Ctrl-C (petseg.decider)."""
+    import signal
+    import threading
+
+    from petseg.decider import Decider, Fleet
+
+    if args.cluster:
+        from petseg import cluster  # the web app's imports, only for this command
+
+        state_file = Path(cluster.Cluster.load(args.cluster).state)
+
+        def fleet_of() -> Fleet:
+            return cluster.Cluster.load(args.cluster).fleet()
+    else:
+        state_file, _ = changes.state_of(members[0], args.state)
+        proxies = args.proxy or [trial_status.DEMO_PROXY]
+
+        def fleet_of() -> Fleet:
+            return Fleet(fleet(args, members[0]), proxies)
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    print(f"deciding on the rollout of {state_file} every {args.interval:g} s", flush=True)
+    Decider(state_file, fleet_of).run(stop, args.interval)
+    return 0
 
 
 def operate(action: Callable) -> Callable[[argparse.Namespace, launcher.Instance], int]:
@@ -211,25 +241,33 @@ def predict_photos(args: argparse.Namespace, instance: launcher.Instance) -> int
 
 
 def run_cluster(args: argparse.Namespace, instance: launcher.Instance) -> int:
-    """start | stop | roll: several instances behind nginx on this machine."""
-    from petseg import cluster  # the web app's imports, only for this command
+    """start | roll | heal | keep | stop: several instances behind nginx on this machine."""
+    from petseg import cluster, keeper  # the web app's imports, only for this command
 
+    root = args.root
     if args.action == "start":
         state_file = args.state or state.STATE_FILE
-        started = cluster.start_cluster(args.count, args.model_store, state_file, port=args.port)
+        started = cluster.start_cluster(
+            args.count, args.model_store, state_file, root=root, port=args.port
+        )
+        cluster.start_keeper(started)
         print(f"{args.count} instances behind nginx: {started.url}/ (serving state {state_file})")
         print(f"instances file: {Path(started.root) / cluster.INSTANCES_FILE} (--instances)")
-    elif args.action == "roll":
-        running = cluster.Cluster.load()
-        cluster.roll(running)
-        print(f"every instance replaced; each applied {running.state}")
-    elif args.action == "heal":
-        running = cluster.Cluster.load()
-        replaced = cluster.heal(running)
-        print(f"{len(replaced)} dead instance(s) replaced; each applied {running.state}")
-    else:
-        cluster.stop_cluster(cluster.Cluster.load())
+        print(f"kept by process {started.keeper_pid}: it heals the fleet and runs the decider")
+    elif args.action == "keep":
+        return keeper.keep(root)
+    elif args.action == "stop":
+        cluster.stop_cluster(cluster.Cluster.load(root))
         print("cluster stopped")
+    else:
+        with cluster.locked(root):
+            running = cluster.Cluster.load(root)
+            if args.action == "roll":
+                cluster.roll(running)
+                print(f"every instance replaced; each applied {running.state}")
+            else:
+                replaced = cluster.heal(running)
+                print(f"{len(replaced)} dead instance(s) replaced; each applied {running.state}")
     return 0
 
 
@@ -362,7 +400,16 @@ def add_rollout(commands: argparse._SubParsersAction) -> None:
         start.add_argument("--min-agreement", type=float, help="shadow: stop below (0.90)")
         start.add_argument("--min-requests", type=int, help="judge after as many (50)")
     actions.add_parser("promote", parents=[timeout], help="make the version on trial the default")
-    actions.add_parser("abort", parents=[timeout], help="end the trial: the default serves all")
+    abort = actions.add_parser(
+        "abort", parents=[timeout], help="end the trial: the default serves all"
+    )
+    abort.add_argument("--reason", default="aborted by hand", help="kept in the record")
+    watch = actions.add_parser(
+        "watch", help="the fleet's decider: abort the trial on every proxy's summed figures"
+    )
+    watch.add_argument("--proxy", action="append", help="a proxy's operators' listener (repeat)")
+    watch.add_argument("--cluster", type=Path, metavar="ROOT", help="a `petseg cluster`'s folder")
+    watch.add_argument("--interval", type=float, default=2.0, help="seconds between looks")
     status = actions.add_parser("status", help="the trial and each proxy's live figures")
     status.add_argument(
         "--proxy",
@@ -390,14 +437,24 @@ def add_host_and_logs(command: argparse.ArgumentParser) -> None:
 
 
 def add_cluster(commands: argparse._SubParsersAction) -> None:
+    where = argparse.ArgumentParser(add_help=False)
+    where.add_argument(
+        "--root", type=Path, default=launcher.ROOT / "logs" / "cluster", help="the cluster's folder"
+    )
     fleet = commands.add_parser("cluster", help="several instances behind nginx, on this machine")
     actions = fleet.add_subparsers(dest="action", required=True)
-    begin = actions.add_parser("start", help="N instances (TorchServe + web proxy) and nginx")
+    begin = actions.add_parser(
+        "start", parents=[where], help="N instances (TorchServe + web proxy), nginx, the keeper"
+    )
     begin.add_argument("-n", "--count", type=int, default=2, help="instances")
     begin.add_argument("--port", type=int, default=8000, help="nginx's port on 127.0.0.1")
-    actions.add_parser("roll", help="replace the instances one by one; each applies the state")
-    actions.add_parser("heal", help="replace instances whose processes died")
-    actions.add_parser("stop", help="stop nginx and every instance")
+    for name, summary in (
+        ("roll", "replace the instances one by one; each applies the state"),
+        ("heal", "replace instances whose processes died, now"),
+        ("keep", "heal the fleet and run the rollout's decider until SIGTERM (`start` runs it)"),
+        ("stop", "stop the keeper, nginx and every instance"),
+    ):
+        actions.add_parser(name, parents=[where], help=summary)
     fleet.set_defaults(func=run_cluster)
 
 

@@ -7,24 +7,34 @@ another one.
 Every instance applies the cluster's one serving state before it joins the balancer (a new
 one, a replacement in a roll, one that replaces a dead instance), so none drifts from the rest.
 `petseg cluster start|stop|roll|heal` (`make cluster N=2`, `make cluster-stop`) and the suite's
-proofs (spread, failover, rolling replacement, convergence) use this module.
+proofs (spread, failover, rolling replacement, convergence) use this module; the keeper
+(petseg.keeper, started by `petseg cluster start`) uses it to heal the fleet by itself. Every
+change of the cluster's record happens under its lock (:func:`locked`), so the keeper and an
+operator's `roll` or `heal` take turns.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import psutil
+
 from frontend_server import DEFAULTS as WEB_DEFAULTS
 from handler.protocol import Ports
+from petseg import state
+from petseg.decider import Fleet
 from petseg.demo import external_command, web_environment
 from petseg.launcher import (
     ROOT,
@@ -59,6 +69,8 @@ class Member:
     """Leader of TorchServe's process group: the launcher, Java and the workers."""
     web_port: int
     web_pid: int
+    operator_port: int = 0
+    """The proxy's operators' listener (/metrics, /status.json): what the decider reads."""
 
     @property
     def instance(self) -> Instance:
@@ -67,6 +79,10 @@ class Member:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.web_port}"
+
+    @property
+    def operator_url(self) -> str:
+        return f"http://127.0.0.1:{self.operator_port}"
 
 
 @dataclass
@@ -82,6 +98,9 @@ class Cluster:
     members: list[Member] | None = None
     started: int = 0
     """Instances started so far: each new one gets a folder of its own."""
+    keeper_pid: int = 0
+    """The keeper (petseg.keeper) that heals the cluster; 0: none."""
+    keeper_metrics_port: int = 0
 
     @property
     def url(self) -> str:
@@ -91,6 +110,11 @@ class Cluster:
         Path(self.root, STATE_FILE).write_text(json.dumps(asdict(self), indent=2) + "\n")
         folders = "".join(f"{member.workdir}\n" for member in self.members or [])
         Path(self.root, INSTANCES_FILE).write_text(folders)
+
+    def fleet(self) -> Fleet:
+        """What the rollout's decider looks at: every instance and its proxy's listener."""
+        members = self.members or []
+        return Fleet([m.instance for m in members], [m.operator_url for m in members])
 
     @classmethod
     def load(cls, root: Path = DEFAULT_ROOT) -> Cluster:
@@ -111,10 +135,14 @@ def start_member(cluster: Cluster) -> Member:
     torchserve = adopt(start(instance))
     web = None
     try:
+        # The proxy starts beside TorchServe (it answers 503 until the state is applied): a
+        # replacement is back a few seconds sooner.
+        web_port, operator_port = free_ports(2)
+        web = adopt(start_proxy(instance, web_port, operator_port))
         bring_up(instance, torchserve, Path(cluster.state), timeout=300)
-        web_port = free_ports(1)[0]
-        web = adopt(start_proxy(instance, web_port))
-        member = Member(str(workdir), asdict(instance.ports), torchserve.pid, web_port, web.pid)
+        member = Member(
+            str(workdir), asdict(instance.ports), torchserve.pid, web_port, web.pid, operator_port
+        )
         wait_answering(f"{member.url}/api/health", web, "the web proxy", timeout=60, status=200)
     except BaseException:
         if web is not None:
@@ -126,12 +154,13 @@ def start_member(cluster: Cluster) -> Member:
     return member
 
 
-def start_proxy(instance: Instance, port: int) -> subprocess.Popen:
-    """`petseg run --external` in front of ``instance``, as the pod's web container is."""
+def start_proxy(instance: Instance, port: int, operator_port: int) -> subprocess.Popen:
+    """`petseg run --external` in front of ``instance``, as the pod's web container is, its
+    operators' listener on ``operator_port``."""
     with (instance.workdir / "web.out").open("ab") as log:
         return subprocess.Popen(
             external_command(port),
-            env=web_environment(instance),
+            env=web_environment(instance, METRICS_ADDRESS=f"127.0.0.1:{operator_port}"),
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -148,15 +177,18 @@ def stop_member(member: Member) -> None:
 
 def alive(member: Member) -> bool:
     """Both process groups of the instance still have their leaders."""
-    for leader in (member.web_pid, member.torchserve_pid):
-        child = _children.get(leader)
-        if child is not None and child.poll() is not None:
-            return False
-        try:
-            os.kill(leader, 0)
-        except ProcessLookupError:
-            return False
-    return True
+    return process_alive(member.web_pid) and process_alive(member.torchserve_pid)
+
+
+def process_alive(pid: int) -> bool:
+    """``pid`` runs (a child of ours is reaped; a zombie left by another parent is dead)."""
+    child = _children.get(pid)
+    if child is not None:
+        return child.poll() is None
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def kill_member(member: Member) -> None:
@@ -180,19 +212,14 @@ def signal_process(pid: int, signum: int) -> None:
 def reap(pid: int, timeout: float = 30) -> None:
     """Wait until ``pid`` is gone (a child of ours is waited for); SIGKILL it after
     ``timeout``."""
-    child = _children.pop(pid, None)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if child is not None:
-            if child.poll() is not None:
-                return
-        else:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                return
+        if not process_alive(pid):
+            break
         time.sleep(0.1)
-    signal_process(pid, signal.SIGKILL)
+    else:
+        signal_process(pid, signal.SIGKILL)
+    child = _children.pop(pid, None)
     if child is not None:
         child.wait()
 
@@ -274,6 +301,25 @@ def start_cluster(
     return cluster
 
 
+def start_keeper(cluster: Cluster) -> int:
+    """`petseg cluster keep` for ``cluster``, in a session of its own (it outlives the command
+    that started it, as the fleet does); its pid, recorded."""
+    root = Path(cluster.root)
+    with (root / "keeper.out").open("ab") as out:
+        keeper = subprocess.Popen(
+            [sys.executable, "-m", "petseg", "cluster", "keep", "--root", str(root)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    adopt(keeper)
+    with locked(root):
+        running = Cluster.load(root)
+        running.keeper_pid = cluster.keeper_pid = keeper.pid
+        running.save()
+    return keeper.pid
+
+
 def roll(cluster: Cluster, settle_s: float = 2.0) -> None:
     """Replace every instance, one at a time, by a new one that applies the serving state as it
     is now (a surge of one, none unavailable, as the Deployment's rolling update after its
@@ -294,18 +340,49 @@ def roll(cluster: Cluster, settle_s: float = 2.0) -> None:
 def heal(cluster: Cluster) -> list[Member]:
     """Replace each instance whose TorchServe or proxy died by a new one (it applies the
     state before it joins the balancer), as a Deployment replaces a lost pod; the new ones."""
-    replaced = []
-    for dead in [member for member in cluster.members if not alive(member)]:
-        kill_member(dead)  # what is left of it
-        successor = start_member(cluster)
-        cluster.members[cluster.members.index(dead)] = successor
-        replaced.append(successor)
-        cluster.save()
-        reload_nginx(cluster)
-    return replaced
+    return [replace_member(cluster, dead) for dead in cluster.members if not alive(dead)]
+
+
+def replace_member(cluster: Cluster, old: Member) -> Member:
+    """``old`` (dead, hung or half gone) killed and replaced in its place by a new instance
+    that applied the state, the balancer told; the new one."""
+    kill_member(old)  # what is left of it
+    successor = start_member(cluster)
+    cluster.members[cluster.members.index(old)] = successor
+    cluster.save()
+    reload_nginx(cluster)
+    return successor
+
+
+def restart_proxy(cluster: Cluster, member: Member) -> Member:
+    """A new web proxy for ``member``'s TorchServe on the same ports (the balancer's list is
+    unchanged), as a kubelet restarts one container of a pod; the member as it is now."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(member.web_pid, signal.SIGKILL)
+    reap(member.web_pid)
+    web = adopt(start_proxy(member.instance, member.web_port, member.operator_port))
+    restarted = dataclasses.replace(member, web_pid=web.pid)
+    cluster.members[cluster.members.index(member)] = restarted
+    cluster.save()
+    wait_answering(f"{restarted.url}/api/health", web, "the web proxy", timeout=60, status=200)
+    return restarted
+
+
+@contextlib.contextmanager
+def locked(root: Path) -> Iterator[None]:
+    """The cluster's lock: one change of its record at a time (keeper, roll, heal, stop)."""
+    with state.locked(Path(root) / STATE_FILE):
+        yield
 
 
 def stop_cluster(cluster: Cluster) -> None:
+    """The keeper first (it would heal what is being stopped), then nginx and every instance
+    as the keeper left them."""
+    if cluster.keeper_pid:
+        signal_process(cluster.keeper_pid, signal.SIGTERM)
+        reap(cluster.keeper_pid, timeout=60)
+        with contextlib.suppress(FileNotFoundError):
+            cluster = Cluster.load(Path(cluster.root))
     if cluster.nginx_pid:
         signal_process(cluster.nginx_pid, signal.SIGQUIT)
     for member in cluster.members or []:
