@@ -260,8 +260,9 @@ class Trial:
 
 
 class TrialCollector:
-    """The trial as gauges at scrape time: its share per mode, and whether it is stopped here
-    (by a recorded decision or by this proxy's guard)."""
+    """The trial as gauges at scrape time: its share per mode (0 once stopped, decided or here),
+    and whether this proxy's guard stopped it while no decision is recorded: what a person must
+    still record."""
 
     def __init__(self, trial: Trial) -> None:
         self.trial = trial
@@ -274,14 +275,15 @@ class TrialCollector:
         )
         aborted = GaugeMetricFamily(
             "petseg_rollout_aborted",
-            "1 when the current rollout is stopped: decided (recorded) or by this proxy's guard",
+            "1 when this proxy's guard stopped the current rollout and no decision is recorded",
             labels=["version"],
         )
         self.trial.current()
         rollout = self.trial._rollout
         if rollout is not None:
-            stopped = self.trial.aborted is not None or not rollout.active
-            percent.add_metric([rollout.version, rollout.mode], 0 if stopped else rollout.percent)
-            aborted.add_metric([rollout.version], int(stopped))
+            guard = self.trial.aborted is not None and rollout.active
+            taken = rollout.percent if rollout.active and not guard else 0
+            percent.add_metric([rollout.version, rollout.mode], taken)
+            aborted.add_metric([rollout.version], int(guard))
         yield percent
         yield aborted

@@ -131,6 +131,12 @@ def test_the_fleet_aborts_a_wrong_shadow_once_and_every_proxy_stops(kept):
     assert all(s["decision"]["at"] == decision.at for s in seen), seen
     assert all(s["stopped_here"] is None for s in seen), "a proxy's guard decided, not the fleet"
     assert all(s["shadow_compared"] < 30 for s in seen)
+    for member in members:  # stopped everywhere, and nothing left for a person to record
+        assert (
+            scraped(member.operator_url, "petseg_rollout_percent", version=WRONG, mode="shadow")
+            == 0
+        )
+        assert scraped(member.operator_url, "petseg_rollout_aborted", version=WRONG) == 0
     assert sum(s["counts"]["compared"] for s in seen) >= 30
     print(f"decision {time.time() - decision.at:.1f} s ago reached both proxies: {decision.reason}")
     time.sleep(1)  # shadows already under way end
