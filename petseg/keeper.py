@@ -123,8 +123,18 @@ class Keeper:
 
     # -- the loop --------------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
+        """Until ``stop``, or until the cluster's record is gone (stopped by other means); a
+        look that fails is logged and the next one tried: the keeper itself never gives up."""
         while not stop.is_set():
-            self.tick()
+            try:
+                self.tick()
+            except FileNotFoundError as exc:
+                log.error("%s: nothing left to keep", exc)
+                return
+            except (Terminated, KeyboardInterrupt):
+                raise
+            except Exception:
+                log.exception("a look at the fleet failed; trying again")
             stop.wait(TICK_S)
 
     def tick(self) -> None:

@@ -16,7 +16,7 @@ import pytest
 
 from petseg import state
 from petseg.decider import Decider, Fleet
-from petseg.keeper import BACKOFF_FIRST_S, BACKOFF_MAX_S, STABLE_S, Backoff
+from petseg.keeper import BACKOFF_FIRST_S, BACKOFF_MAX_S, STABLE_S, Backoff, Keeper
 from petseg.launcher import Instance
 from petseg.state import ServingState, StateError, VersionSpec
 from torchserve_client import ServingReport
@@ -187,3 +187,8 @@ def test_a_crash_loop_backs_off_doubling_and_a_stable_process_resets_it():
     assert max(delays) == BACKOFF_MAX_S
     assert backoff.restarted(now + 1, ok=False) == BACKOFF_MAX_S
     assert backoff.restarted(now + 1 + STABLE_S + 1, ok=True) == 0
+
+
+def test_the_keeper_ends_when_the_cluster_it_keeps_is_gone(tmp_path, caplog):
+    Keeper(tmp_path).run(threading.Event())  # returns instead of raising or spinning
+    assert "nothing left to keep" in caplog.text
