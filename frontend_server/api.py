@@ -18,7 +18,7 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from frontend_server import openapi, upstream
 from frontend_server.errors import error_response
-from frontend_server.rollout import Trial
+from frontend_server.rollout import Answered, Trial
 from handler.protocol import (
     DEFAULT_OUTPUT,
     IMAGE_FIELDS,
@@ -75,7 +75,7 @@ def segment() -> Response:
     if rollout is None:
         answer = forward(upload.stream, version=version)
     else:
-        answer = on_trial(trial, rollout, upload.read(), content_type, forward)
+        answer = on_trial(trial, rollout, upload.read(), content_type, output, forward)
     g.model_version, g.torchserve_id = answer.model_version, answer.torchserve_id
     response = Response(answer.body, status=answer.status, content_type=answer.content_type)
     if answer.model_version:  # which version answered, whatever the output (a canary's too)
@@ -88,11 +88,13 @@ def on_trial(
     rollout: Rollout,
     image: bytes,
     content_type: str,
+    output: str,
     forward: Callable[..., upstream.Answer],
 ) -> upstream.Answer:
     """An upload the rollout picked. Canary: the candidate answers; should it fail, the
     default does (the failure is the guard's to count, not the user's to see). Shadow: the
-    default answers, then both versions are compared in the background."""
+    default answers, then both versions are compared in the background (on the masks of the
+    user's answer where it holds them)."""
     if rollout.mode == "canary":
         try:
             answer = forward(io.BytesIO(image), version=rollout.version, declared_version=True)
@@ -102,7 +104,8 @@ def on_trial(
             trial.candidate_answered(rollout, False)
     answer = forward(io.BytesIO(image), version=None)
     if rollout.mode == "shadow" and answer.status == 200:
-        trial.shadow(rollout, image, content_type)
+        answered = Answered(output, answer.body, answer.model_version)
+        trial.shadow(rollout, image, content_type, answered)
     return answer
 
 

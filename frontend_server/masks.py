@@ -1,15 +1,23 @@
-"""Two segmentations of one photo compared from their COCO RLE answers, in plain Python.
+"""Two segmentations of one photo compared, in plain Python.
 
 The web image carries no numpy or Pillow, and needs none here: a COCO RLE is a list of run
 lengths down the columns (zeros first), so each class's mask is a sorted list of intervals and
-two masks are compared by walking both lists once, in time proportional to their runs.
+two masks are compared by walking both lists once, in time proportional to their runs. The
+default version's side comes from the user's own answer when it holds the masks (``rle``,
+``labels``: the RLE; ``json``, ``mask``: the mask PNG, read by frontend_server.mask_png), so a
+shadow asks TorchServe only for the candidate's.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
+
+from frontend_server import mask_png
 
 Intervals = list[tuple[int, int]]
 """[start, end) of each run of ones, in column-major pixel order."""
@@ -75,16 +83,59 @@ class Comparison:
     """Share of pixels that are a pet, in the first answer and in the second."""
 
 
-def classes(answer: dict[str, Any]) -> tuple[int, dict[str, Intervals]]:
-    """The pixel count and each class's intervals, from an ``rle`` output."""
+@dataclass(frozen=True)
+class Segmentation:
+    """One answer's masks: the photo's pixel count and each class's intervals (background,
+    what no class holds, is left out)."""
+
+    pixels: int
+    classes: dict[str, Intervals]
+
+
+def from_rle(answer: dict[str, Any]) -> Segmentation:
+    """From an ``rle`` (or ``labels``) answer."""
     pixels = answer["width"] * answer["height"]
-    return pixels, {m["name"]: intervals(m["rle"]["counts"]) for m in answer["masks"]}
+    return Segmentation(pixels, {m["name"]: intervals(m["rle"]["counts"]) for m in answer["masks"]})
 
 
-def compare(first: dict[str, Any], second: dict[str, Any]) -> Comparison:
-    """Two ``rle`` answers for the same photo: their agreement, per-class IoU, foreground."""
-    pixels, a = classes(first)
-    _, b = classes(second)
+def from_mask_png(png: bytes, names: list[str]) -> Segmentation | None:
+    """From the handler's mask PNG, whose pixel values index ``names`` (0: background); None if
+    it cannot be read here or holds an id beyond ``names``."""
+    decoded = mask_png.decode(png)
+    if decoded is None:
+        return None
+    width, height, ids = decoded
+    if not mask_png.all_below(ids, len(names)):
+        return None
+    found = {
+        names[class_id]: mask_png.runs(ids, class_id)
+        for class_id in range(1, len(names))
+        if bytes([class_id]) in ids
+    }
+    return Segmentation(width * height, found)
+
+
+def from_answer(output: str, body: bytes, names: list[str] | None) -> Segmentation | None:
+    """The masks a user's answer already holds, or None (an overlay, polygons, or a form this
+    proxy cannot read): the default version is then asked for its RLE. ``names``: the default
+    version's class names, for a bare ``mask`` (a ``json`` answer carries its own)."""
+    try:
+        if output in ("rle", "labels"):
+            return from_rle(json.loads(body))
+        if output == "json":
+            answer = json.loads(body)
+            own = [c["name"] for c in sorted(answer["classes"], key=lambda c: c["id"])]
+            return from_mask_png(base64.b64decode(answer["mask_png"], validate=True), own)
+        if output == "mask" and names:
+            return from_mask_png(body, names)
+    except (ValueError, KeyError, TypeError, IndexError, binascii.Error):
+        return None
+    return None
+
+
+def compare(first: Segmentation, second: Segmentation) -> Comparison:
+    """Two segmentations of the same photo: their agreement, per-class IoU, foreground."""
+    pixels, a, b = first.pixels, first.classes, second.classes
     both = {name: overlap(a.get(name, []), b.get(name, [])) for name in {*a, *b}}
     sizes_a = {name: size(runs) for name, runs in a.items()}
     sizes_b = {name: size(runs) for name, runs in b.items()}

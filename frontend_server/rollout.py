@@ -1,16 +1,20 @@
 """The web proxy's part of a model rollout (the serving state's ``rollout``, `petseg rollout`).
 
 The operator's tools write the trial into TorchServe's serving report beside its key file; each
-proxy reads it there (again only when the file changes), so every proxy of a fleet follows the
-state its own TorchServe applied, and a restart resumes the trial, or keeps it ended: a recorded
-decision (torchserve_client.rollout.Decision) stops the trial in every proxy that reads it.
+proxy reads it there, so every proxy of a fleet follows the state its own TorchServe applied,
+and a restart resumes the trial, or keeps it ended: a recorded decision
+(torchserve_client.rollout.Decision) stops the trial in every proxy that reads it. Uploads do
+not touch the file: the proxy looks at it at most once every REPORT_STALENESS_S (and reads it
+again only when it changed), so a change reaches it within that bound.
 
 - canary: a share of uploads is answered by the candidate. A candidate that fails (5xx, no
   answer) is counted and the upload is sent to the default: the user is not the one who pays.
 - shadow: after the user's answer, a share of uploads is sent again, in the background, to the
-  default and to the candidate as COCO RLE, and the two masks compared (frontend_server.masks):
-  agreement, IoU per class, pet fraction and latency of each go to the metrics. Nothing of the
-  photo or its masks is kept. A bounded queue drops shadow work rather than slow the proxy.
+  candidate as COCO RLE, and its masks compared with the default's (frontend_server.masks):
+  agreement, IoU per class, pet fraction and latency go to the metrics. The default's masks are
+  read from the user's answer when it holds them (json, mask, rle, labels); only an overlay or
+  polygons answer makes the default run again. Nothing of the photo or its masks is kept. A
+  bounded queue drops shadow work rather than slow the proxy.
 - counts: what this proxy saw of the trial, in /status.json, where the fleet's decider
   (`petseg rollout watch`) sums them over every proxy and records an abort for all of them.
 - guard: the same judgement on this proxy's counts alone (Rollout.verdict) stops the trial here
@@ -22,20 +26,23 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import random
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
-from frontend_server.masks import Comparison, compare
+from frontend_server import masks
+from frontend_server.masks import Comparison, Segmentation, compare
 from frontend_server.metrics import LATENCY_BUCKETS
-from torchserve_client import TorchServe
+from torchserve_client import TorchServe, TorchServeError
 from torchserve_client.report import REPORT_FILE_NAME, ServingReport
 from torchserve_client.rollout import Rollout, TrialCounts
 
@@ -43,6 +50,9 @@ log = logging.getLogger("frontend_server.rollout")
 SHADOW_THREADS = 2
 SHADOW_QUEUE = 8
 """Shadow comparisons waiting or running at most; beyond, a shadow is skipped (and counted)."""
+REPORT_STALENESS_S = 1.0
+"""How old this proxy's view of the serving report may be: well inside the 10 s in which a
+decision must reach every proxy, and one stat() a second instead of one an upload."""
 AGREEMENT_BUCKETS = (0.5, 0.8, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 0.999, 1.0)
 SHARE_BUCKETS = tuple(round(0.1 * n, 1) for n in range(1, 11))
 
@@ -91,14 +101,32 @@ class RolloutMetrics:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
+        self.default_masks = Counter(
+            "petseg_rollout_shadow_default_masks",
+            "Where a shadow comparison took the default version's masks from: the user's "
+            "answer (reused) or a second inference (asked)",
+            ["version", "source"],
+            registry=registry,
+        )
 
 
 class Trial:
     """The current rollout as this proxy carries it out."""
 
-    def __init__(self, report_folder: Path, client: TorchServe, registry: CollectorRegistry):
+    def __init__(
+        self,
+        report_folder: Path,
+        client: TorchServe,
+        registry: CollectorRegistry,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.path = Path(report_folder) / REPORT_FILE_NAME
         self.client = client
+        self.clock = clock
+        self._looked = -math.inf
+        """When the report's stamp was last looked at (``clock``)."""
+        self._names: dict[str, list[str]] = {}
+        """Each default version's class names (its model card), for a bare mask answer."""
         self.metrics = RolloutMetrics(registry)
         registry.register(TrialCollector(self))
         self.shadows = ThreadPoolExecutor(SHADOW_THREADS, thread_name_prefix="shadow")
@@ -115,15 +143,14 @@ class Trial:
     def current(self) -> Rollout | None:
         """The rollout in the report while it takes uploads: no decision ended it and this
         proxy's guard did not stop it."""
-        try:
-            stat = self.path.stat()
-            stamp = (stat.st_mtime_ns, stat.st_size)
-        except OSError:
-            stamp = None
         with self._lock:
-            if stamp != self._stamp:
-                self._stamp = stamp
-                self._load()
+            now = self.clock()
+            if now - self._looked >= REPORT_STALENESS_S:
+                self._looked = now
+                stamp = report_stamp(self.path)
+                if stamp != self._stamp:
+                    self._stamp = stamp
+                    self._load()
             rollout = self._rollout
             if self.aborted or rollout is None or not rollout.active:
                 return None
@@ -215,16 +242,19 @@ class Trial:
             )
 
     # -- the shadow -----------------------------------------------------------------------------
-    def shadow(self, rollout: Rollout, image: bytes, content_type: str) -> None:
-        """Compare the two versions on ``image`` in the background, if there is room."""
+    def shadow(self, rollout: Rollout, image: bytes, content_type: str, answered: Answered) -> None:
+        """Compare the two versions on ``image`` in the background, if there is room;
+        ``answered``: the default's answer the user got."""
         if not self.queued.acquire(blocking=False):
             self.metrics.shadows.labels(rollout.version, "skipped").inc()
             return
-        future = self.shadows.submit(self._compare, rollout, image, content_type)
+        future = self.shadows.submit(self._compare, rollout, image, content_type, answered)
         future.add_done_callback(lambda _: self.queued.release())
 
-    def _compare(self, rollout: Rollout, image: bytes, content_type: str) -> None:
-        default = self._rle(rollout, image, content_type, None)
+    def _compare(
+        self, rollout: Rollout, image: bytes, content_type: str, answered: Answered
+    ) -> None:
+        default = self._default_masks(rollout, image, content_type, answered)
         if default is None:
             self.metrics.shadows.labels(rollout.version, "default_failed").inc()
             return
@@ -233,7 +263,11 @@ class Trial:
         if candidate is None:
             self.metrics.shadows.labels(rollout.version, "candidate_failed").inc()
             return
-        result = compare(default, candidate)
+        try:
+            result = compare(default, masks.from_rle(candidate))
+        except (KeyError, TypeError, ValueError):
+            self.metrics.shadows.labels(rollout.version, "candidate_failed").inc()
+            return
         metrics, version = self.metrics, rollout.version
         metrics.shadows.labels(version, "compared").inc()
         metrics.agreement.labels(version).observe(result.agreement)
@@ -242,6 +276,34 @@ class Trial:
         for served_by, share in zip(("default", "candidate"), result.foreground, strict=True):
             metrics.foreground.labels(version, served_by).observe(share)
         self.compared(rollout, result)
+
+    def _default_masks(
+        self, rollout: Rollout, image: bytes, content_type: str, answered: Answered
+    ) -> Segmentation | None:
+        """The default's masks: read from the user's answer if it holds them, else asked for."""
+        names = self._class_names(answered.version) if answered.output == "mask" else None
+        reused = masks.from_answer(answered.output, answered.body, names)
+        source = "asked" if reused is None else "reused"
+        self.metrics.default_masks.labels(rollout.version, source).inc()
+        if reused is not None:
+            return reused
+        asked = self._rle(rollout, image, content_type, None)
+        try:
+            return None if asked is None else masks.from_rle(asked)
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    def _class_names(self, version: str | None) -> list[str] | None:
+        """The class names of ``version`` (the one that answered), from its model card, once."""
+        if version is None:
+            return None
+        if version not in self._names:
+            try:
+                card = self.client.model_card(version)
+                self._names[version] = [c["name"] for c in card["classes"]]
+            except (TorchServeError, KeyError, TypeError, ValueError):  # the next one tries again
+                return None
+        return self._names[version]
 
     def _rle(
         self, rollout: Rollout, image: bytes, content_type: str, version: str | None
@@ -257,6 +319,24 @@ class Trial:
         seconds = time.perf_counter() - started
         self.metrics.latency.labels(rollout.version, served_by).observe(seconds)
         return answer
+
+
+def report_stamp(path: Path) -> tuple[int, int] | None:
+    """What tells a changed report apart: its modification time and size (None: no file)."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
+
+
+@dataclass(frozen=True)
+class Answered:
+    """The default version's answer a shadowed user got: what the comparison may reuse."""
+
+    output: str
+    body: bytes
+    version: str | None
 
 
 class TrialCollector:

@@ -124,7 +124,27 @@ def test_a_shadow_never_changes_the_users_answer_and_compares_the_masks(deployme
     trial = figures(web)["rollout"]
     assert trial["mean_agreement"] == 1.0, trial  # 2.0 holds 1.0's weights
     assert trial["mean_iou"] and all(v == 1.0 for v in trial["mean_iou"].values())
-    print(f"shadow 50% of 200 uploads: {counts}")
+    assert default_masks(web) == {"reused": counts["compared"], "asked": 0}, "the mask was redone"
+    overlays = [upload(web.url, PHOTOS[n % 4], output="overlay") for n in range(40)]
+    assert all(a.status_code == 200 for a in overlays)
+    after = shadow_counts_once_settled(web)
+    assert after["compared"] > counts["compared"] and after["candidate_failed"] == 0
+    assert default_masks(web)["asked"] == after["compared"] - counts["compared"]
+    assert figures(web)["rollout"]["mean_agreement"] == 1.0
+    print(f"shadow 50% of 200 mask uploads, then 40 overlays: {after}, {default_masks(web)}")
+
+
+def default_masks(web: Web) -> dict[str, float]:
+    """Where the shadow took the default's masks from: the user's answer or a second call."""
+    return {
+        source: scraped(
+            web.operator_url,
+            "petseg_rollout_shadow_default_masks_total",
+            version="2.0",
+            source=source,
+        )
+        for source in ("reused", "asked")
+    }
 
 
 def shadow_counts_once_settled(web: Web) -> dict[str, float]:
