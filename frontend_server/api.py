@@ -67,7 +67,7 @@ def segment() -> Response:
         output=output,
         tolerance=tolerance,
         request_id=g.request_id,
-        timer=current_app.extensions["metrics"].upstream.time,
+        timer=current_app.extensions["metrics"].upstream_call,
     )
     version = request.args.get("version")
     trial: Trial = current_app.extensions["trial"]

@@ -15,6 +15,8 @@ fall, so histogram_quantile() lands within ~15% there, and coarse beyond.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Callable, Iterator
 
 from prometheus_client import (
@@ -64,6 +66,7 @@ OUTCOMES = ("ok", "bad_input", "too_large", *CAUSES, "internal_error")
 """Every upload ends in exactly one: answered, refused for its content or size, or one of the
 upstream failures (frontend_server.upstream.CAUSES), or a bug."""
 REQUEST_DURATION = "petseg_proxy_request_duration_seconds"
+LOAD_METRIC = "petseg_load_per_worker"
 SEGMENT_ROUTE = "api.segment"
 NO_VERSION = "none"
 """The model_version label of answers no model gave (a page, a refused upload)."""
@@ -82,6 +85,25 @@ def outcome(status: int, cause: str | None = None) -> str:
     if status < 500:
         return "bad_input"
     return cause if cause in CAUSES else "internal_error"
+
+
+class InFlight:
+    """Calls to TorchServe under way now: the load the autoscalers follow (see
+    TorchServeCollector), counted by the proxy because TorchServe 0.12 exports no queue depth."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.now = 0
+
+    @contextlib.contextmanager
+    def call(self) -> Iterator[None]:
+        with self._lock:
+            self.now += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.now -= 1
 
 
 class ProxyMetrics:
@@ -126,6 +148,7 @@ class ProxyMetrics:
             ["key"],
             registry=self.registry,
         )
+        self.upstream_in_flight = InFlight()
         for name in OUTCOMES:  # every series exists from the start: rates and ratios work
             self.outcomes.labels(name)
         for key in ("inference", "management"):
@@ -134,7 +157,13 @@ class ProxyMetrics:
 
     def watch_torchserve(self, health: Callable[[], Health]) -> None:
         """Export TorchServe's state as ``health()`` reports it, asked at each scrape."""
-        self.registry.register(TorchServeCollector(health))
+        self.registry.register(TorchServeCollector(health, self.upstream_in_flight))
+
+    @contextlib.contextmanager
+    def upstream_call(self) -> Iterator[None]:
+        """Around one prediction call to TorchServe: timed, and counted while under way."""
+        with self.upstream_in_flight.call(), self.upstream.time():
+            yield
 
     def token_renewed(self, key: str) -> None:
         self.renewals.labels(key).inc()
@@ -149,13 +178,31 @@ class ProxyMetrics:
 
 class TorchServeCollector:
     """TorchServe as the proxy sees it, at scrape time, through the same management call as
-    GET /api/health (the proxy holds the management key; nothing of it is exported)."""
+    GET /api/health (the proxy holds the management key; nothing of it is exported), and the
+    load on it: the calls in flight per READY worker of the default version. That is the figure
+    that predicts latency: a worker takes up to a batch (config/model-config.yaml's batchSize)
+    at a time, so beyond that, requests wait in TorchServe's queue, and their wait grows with it.
+    ``petseg cluster`` (petseg.autoscale) and the autoscaler of
+    deploy/k8s/components/load-hpa scale on it."""
 
-    def __init__(self, health: Callable[[], Health]) -> None:
+    def __init__(self, health: Callable[[], Health], in_flight: InFlight) -> None:
         self.health = health
+        self.in_flight = in_flight
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         state = self.health()
+        calls = self.in_flight.now
+        yield GaugeMetricFamily(
+            "petseg_proxy_upstream_in_flight",
+            "Prediction calls to TorchServe under way now",
+            value=calls,
+        )
+        yield GaugeMetricFamily(
+            LOAD_METRIC,
+            "Prediction calls under way per READY worker of the default version (all of them "
+            "when none is ready): above the batch size, requests queue",
+            value=calls / max(state.ready_workers, 1),
+        )
         yield GaugeMetricFamily(
             "petseg_torchserve_up",
             "1 when TorchServe answers the proxy's management call",

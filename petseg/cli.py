@@ -12,7 +12,8 @@
     petseg predict PHOTOS... --out-dir DIR [--overlay] [--coco FILE] [--resume] [--url URL]
                                              a folder of photos: masks, a COCO file, a report
     petseg key|rotate inference|management
-    petseg cluster start|roll|heal|stop      several instances behind nginx, one state
+    petseg cluster start|scale|roll|heal|stop
+                                             several instances behind nginx, one state
     petseg rollout shadow|canary V --percent P | promote | abort | status
                                              try a new version on live traffic
     petseg --instances FILE models ...       the same model command on every instance
@@ -32,6 +33,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from handler.protocol import OUTPUTS, Ports
 from model_training.commands import COMMANDS as TRAINING_COMMANDS
@@ -48,6 +50,9 @@ from petseg import (
     trial_status,
 )
 from torchserve_client import ServingReport, TorchServeError
+
+if TYPE_CHECKING:  # the web app's imports, only for `cluster start`
+    from petseg.autoscale import Scaling
 
 USER_ERRORS = (
     TorchServeError,
@@ -247,15 +252,40 @@ def run_cluster(args: argparse.Namespace, instance: launcher.Instance) -> int:
     root = args.root
     if args.action == "start":
         state_file = args.state or state.STATE_FILE
+        scaling = cluster_scaling(args)
+        count = args.count or (scaling.min if scaling else 2)
         started = cluster.start_cluster(
-            args.count, args.model_store, state_file, root=root, port=args.port
+            count,
+            args.model_store,
+            state_file,
+            root=root,
+            port=args.port,
+            scaling=scaling and scaling.as_dict(),
         )
         cluster.start_keeper(started)
-        print(f"{args.count} instances behind nginx: {started.url}/ (serving state {state_file})")
+        print(f"{count} instances behind nginx: {started.url}/ (serving state {state_file})")
+        if scaling:
+            print(
+                f"scaled between {scaling.min} and {scaling.max} instances on the load per "
+                f"worker (target {scaling.target:g})"
+            )
         print(f"instances file: {Path(started.root) / cluster.INSTANCES_FILE} (--instances)")
         print(f"kept by process {started.keeper_pid}: it heals the fleet and runs the decider")
     elif args.action == "keep":
         return keeper.keep(root)
+    elif args.action == "scale":
+        bounds = None if args.fixed else cluster_scaling(args)
+        if bounds is None and not args.fixed:
+            raise SystemExit("petseg cluster scale: give --max (and --min), or --fixed")
+        with cluster.locked(root):
+            running = cluster.Cluster.load(root)
+            running.scaling = bounds and bounds.as_dict()
+            running.save()
+        print(
+            "fixed size: the keeper scales no more"
+            if bounds is None
+            else f"the keeper scales between {bounds.min} and {bounds.max} instances"
+        )
     elif args.action == "stop":
         cluster.stop_cluster(cluster.Cluster.load(root))
         print("cluster stopped")
@@ -269,6 +299,27 @@ def run_cluster(args: argparse.Namespace, instance: launcher.Instance) -> int:
                 replaced = cluster.heal(running)
                 print(f"{len(replaced)} dead instance(s) replaced; each applied {running.state}")
     return 0
+
+
+def cluster_scaling(args: argparse.Namespace) -> Scaling | None:
+    """The autoscaler's bounds from `cluster start`'s options (None: a fixed size); a clear
+    exit for bounds that make no sense."""
+    from petseg.autoscale import Scaling
+
+    if args.max is None:
+        if args.min is not None:
+            raise SystemExit(f"petseg cluster {args.action}: --min needs --max")
+        return None
+    try:
+        pace = {"target": args.target_load, "scale_in_after_s": args.scale_in_after}
+        given = {name: value for name, value in pace.items() if value is not None}
+        scaling = Scaling(args.min or 1, args.max, **given)
+    except ValueError as exc:
+        raise SystemExit(f"petseg cluster {args.action}: {exc}") from None
+    count = getattr(args, "count", None)
+    if count is not None and not scaling.min <= count <= scaling.max:
+        raise SystemExit(f"petseg cluster start: -n {count} is outside --min/--max")
+    return scaling
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -443,11 +494,36 @@ def add_cluster(commands: argparse._SubParsersAction) -> None:
     )
     fleet = commands.add_parser("cluster", help="several instances behind nginx, on this machine")
     actions = fleet.add_subparsers(dest="action", required=True)
-    begin = actions.add_parser(
-        "start", parents=[where], help="N instances (TorchServe + web proxy), nginx, the keeper"
+    bounds = argparse.ArgumentParser(add_help=False)
+    scaling = bounds.add_argument_group(
+        "autoscaling", "follow the proxies' load per worker between --min and --max (the keeper)"
     )
-    begin.add_argument("-n", "--count", type=int, default=2, help="instances")
+    scaling.add_argument("--min", type=int, help="fewest instances (default 1)")
+    scaling.add_argument("--max", type=int, help="most instances; without it, a fixed size")
+    scaling.add_argument(
+        "--target-load",
+        type=float,
+        help="calls under way per ready worker to aim at (default 3: half a batch)",
+    )
+    scaling.add_argument(
+        "--scale-in-after",
+        type=float,
+        metavar="SECONDS",
+        help="scale in only after the load asked for fewer this long (default 60)",
+    )
+    begin = actions.add_parser(
+        "start",
+        parents=[where, bounds],
+        help="N instances (TorchServe + web proxy), nginx, the keeper",
+    )
+    begin.add_argument("-n", "--count", type=int, help="instances (default: 2, or --min)")
     begin.add_argument("--port", type=int, default=8000, help="nginx's port on 127.0.0.1")
+    scale = actions.add_parser(
+        "scale",
+        parents=[where, bounds],
+        help="new autoscaling bounds for a running cluster (--fixed: none), followed by its keeper",
+    )
+    scale.add_argument("--fixed", action="store_true", help="stop autoscaling; keep the size")
     for name, summary in (
         ("roll", "replace the instances one by one; each applies the state"),
         ("heal", "replace instances whose processes died, now"),

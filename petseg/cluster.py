@@ -47,6 +47,7 @@ from petseg.launcher import (
     unused_ports,
     wait_answering,
 )
+from petseg.proxy_gauges import gauge
 
 NGINX_TEMPLATE = ROOT / "deploy" / "nginx" / "nginx.conf"
 DEFAULT_ROOT = ROOT / "logs" / "cluster"
@@ -54,6 +55,8 @@ STATE_FILE = "cluster.json"
 INSTANCES_FILE = "instances.txt"
 """One TorchServe folder a line: what `petseg --instances FILE models ...` acts on."""
 FAIL_TIMEOUT_S = 10
+DRAIN_TIMEOUT_S = WEB_DEFAULTS["TIMEOUT_S"]
+"""The proxy's own timeout for one call to TorchServe: no upload outlives it."""
 
 _children: dict[int, subprocess.Popen] = {}
 """Processes this process started, kept to be waited for (no zombies, no ResourceWarning)."""
@@ -101,6 +104,8 @@ class Cluster:
     keeper_pid: int = 0
     """The keeper (petseg.keeper) that heals the cluster; 0: none."""
     keeper_metrics_port: int = 0
+    scaling: dict[str, float] | None = None
+    """The autoscaler's bounds and pace (petseg.autoscale.Scaling); None: a fixed size."""
 
     @property
     def url(self) -> str:
@@ -152,6 +157,40 @@ def start_member(cluster: Cluster) -> Member:
         reap(torchserve.pid)
         raise
     return member
+
+
+def add_member(cluster: Cluster) -> Member:
+    """A new instance, ready (the state applied), then in the balancer: it takes no upload
+    before it can answer it."""
+    member = start_member(cluster)
+    cluster.members.append(member)
+    cluster.save()
+    reload_nginx(cluster)
+    return member
+
+
+def retire_member(cluster: Cluster, member: Member, settle_s: float = 2.0) -> None:
+    """``member`` out of the balancer first (marked down: no new uploads), stopped once it
+    finished what it holds (:func:`drain`), then out of the record."""
+    reload_nginx(cluster, drained={member.web_port})
+    drain(member, settle_s)
+    stop_member(member)
+    cluster.members.remove(member)
+    cluster.save()
+    reload_nginx(cluster)
+
+
+def drain(member: Member, settle_s: float, timeout: float = DRAIN_TIMEOUT_S) -> None:
+    """Wait ``settle_s`` (nginx's old workers finish handing out what they hold), then until
+    the proxy has no request under way, at most ``timeout``: a 12 MP upload under load
+    takes seconds, and one cut off here would be lost. A proxy that does not answer holds
+    nothing it could still finish."""
+    time.sleep(settle_s)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not gauge(member.operator_url, "petseg_proxy_requests_in_flight"):
+            return
+        time.sleep(0.2)
 
 
 def start_proxy(instance: Instance, port: int, operator_port: int) -> subprocess.Popen:
@@ -283,11 +322,23 @@ def reload_nginx(cluster: Cluster, drained: set[int] = frozenset()) -> None:
 
 # -- the cluster's life --------------------------------------------------------------------------
 def start_cluster(
-    count: int, store: Path, state_file: Path, root: Path = DEFAULT_ROOT, port: int = 8000
+    count: int,
+    store: Path,
+    state_file: Path,
+    root: Path = DEFAULT_ROOT,
+    port: int = 8000,
+    scaling: dict[str, float] | None = None,
 ) -> Cluster:
+    """``count`` instances and nginx; ``scaling``: the bounds the keeper's autoscaler keeps
+    (petseg.autoscale.Scaling.as_dict())."""
     root.mkdir(parents=True, exist_ok=True)
     cluster = Cluster(
-        str(root), str(Path(store).resolve()), str(Path(state_file).resolve()), port, members=[]
+        str(root),
+        str(Path(store).resolve()),
+        str(Path(state_file).resolve()),
+        port,
+        members=[],
+        scaling=scaling,
     )
     try:
         for _ in range(count):
@@ -327,14 +378,8 @@ def roll(cluster: Cluster, settle_s: float = 2.0) -> None:
     (no new requests), finishes what it holds, and stops. A successor that fails to start
     leaves the old instance serving."""
     for old in list(cluster.members):
-        cluster.members.append(start_member(cluster))
-        cluster.save()
-        reload_nginx(cluster, drained={old.web_port})
-        time.sleep(settle_s)
-        stop_member(old)
-        cluster.members.remove(old)
-        cluster.save()
-        reload_nginx(cluster)
+        add_member(cluster)
+        retire_member(cluster, old, settle_s)
 
 
 def heal(cluster: Cluster) -> list[Member]:

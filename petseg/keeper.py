@@ -19,8 +19,9 @@ dies again within ``STABLE_S``, waits longer each time (10 s, doubling, at most 
 kubelet's crash-loop back-off) instead of spinning. nginx sends each upload that meets a dead or
 hung instance to another one (deploy/nginx/nginx.conf), so none is lost meanwhile.
 
-With ``--max`` above ``--min`` it also scales the fleet on the proxies' in-flight uploads
-(petseg.autoscale), as a HorizontalPodAutoscaler would on the same metric.
+With bounds in the cluster's record (`petseg cluster start --min N --max M`) it also scales
+the fleet on the proxies' load per worker (petseg.autoscale), as a HorizontalPodAutoscaler
+does on the same metric; each change is logged and counted in ``petseg_cluster_scalings_total``.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
 from petseg import cluster as fleet
+from petseg.autoscale import Autoscaler, Scaling
 from petseg.launcher import http_status
 from torchserve_client import TorchServeError
 
@@ -108,10 +110,23 @@ class KeeperMetrics:
             "Slots waiting out a crash-loop back-off before their next restart",
             registry=self.registry,
         )
+        self.scalings = Counter(
+            "petseg_cluster_scalings",
+            "Instances the autoscaler added (out) or drained and stopped (in)",
+            ["direction"],
+            registry=self.registry,
+        )
+        self.load = Gauge(
+            "petseg_cluster_load_per_worker",
+            "The fleet's mean load per worker over the autoscaler's window, as it judged it",
+            registry=self.registry,
+        )
+        for direction in ("out", "in"):
+            self.scalings.labels(direction)
 
 
 class Keeper:
-    def __init__(self, root: Path, autoscaler=None) -> None:
+    def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.metrics = KeeperMetrics()
         self.watched: dict[int, Watched] = {}
@@ -119,7 +134,8 @@ class Keeper:
         self.backoffs: dict[tuple[int | None, str], Backoff] = {}
         """By position and kind of restart (None: the decider)."""
         self.decider: subprocess.Popen | None = None
-        self.autoscaler = autoscaler
+        self.autoscaler: Autoscaler | None = None
+        """Made from the record's bounds, again when they change."""
 
     # -- the loop --------------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
@@ -143,12 +159,27 @@ class Keeper:
             cluster = fleet.Cluster.load(self.root)
             for index, member in enumerate(list(cluster.members)):
                 self.keep(cluster, index, member, now)
-            if self.autoscaler is not None:
-                self.autoscaler.step(cluster, now)
+            self.scale(cluster, now)
             self.metrics.instances.set(len(cluster.members))
         self.keep_decider(now)
         waiting = sum(backoff.not_before > now for backoff in self.backoffs.values())
         self.metrics.backing_off.set(waiting)
+
+    def scale(self, cluster: fleet.Cluster, now: float) -> None:
+        """The autoscaler's look, with the bounds the record holds now (None: a fixed size)."""
+        bounds = Scaling(**cluster.scaling) if cluster.scaling else None
+        if bounds is None:
+            self.autoscaler = None
+            return
+        if self.autoscaler is None or self.autoscaler.scaling != bounds:
+            self.autoscaler = Autoscaler(bounds)
+        change = self.autoscaler.step(cluster, now)
+        if change is not None:
+            self.metrics.scalings.labels(change).inc()
+            for gone in [index for index in self.watched if index >= len(cluster.members)]:
+                del self.watched[gone]
+        if self.autoscaler.load is not None:
+            self.metrics.load.set(self.autoscaler.load)
 
     def keep(self, cluster: fleet.Cluster, index: int, member: fleet.Member, now: float) -> None:
         watched = self.watched.setdefault(index, Watched())
@@ -256,14 +287,14 @@ def start_decider(root: Path) -> subprocess.Popen:
         )
 
 
-def keep(root: Path, autoscaler=None) -> int:
+def keep(root: Path) -> int:
     """`petseg cluster keep`: until SIGTERM. Records its pid and metrics port in cluster.json."""
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    keeper = Keeper(root, autoscaler)
+    keeper = Keeper(root)
     port = fleet.free_ports(1)[0]
     start_http_server(port, addr="127.0.0.1", registry=keeper.metrics.registry)
     with fleet.locked(root):

@@ -254,3 +254,52 @@ def test_every_kind_of_process_killed_comes_back_by_itself_and_no_upload_is_lost
     assert len(answers) > 50
     print(f"{len(answers)} uploads through nginx during the faults, all answered 200")
     assert json.loads(Path(kept.state).read_text())["rollout"]["decision"]["outcome"] == "aborted"
+
+
+def scalings(cluster: fleet.Cluster, direction: str) -> float:
+    url = f"http://127.0.0.1:{record(cluster).keeper_metrics_port}"
+    return scraped(url, "petseg_cluster_scalings_total", direction=direction)
+
+
+def test_the_fleet_follows_its_load_between_its_bounds_and_loses_no_upload(kept):
+    """Bounds given to the running fleet (`petseg cluster scale`): quiet -> 2 shrinks to 1
+    (drained first), load -> 1 grows to 2, a trickle of uploads throughout, every one 200."""
+    wait_for(lambda: healthy(kept), RECOVERY_S, "healthy fleet")
+    bounds = ("--min", "1", "--max", "2", "--scale-in-after", "10")
+    done = petseg("cluster", "scale", "--root", kept.root, *bounds)
+    assert done.returncode == 0, done.stderr
+    stop = threading.Event()
+    answers: list[int] = []
+    clients = [threading.Event() for _ in range(12)]
+    clients[0].set()  # the trickle: one client, a load well under the target
+
+    def client(on: threading.Event) -> None:
+        session = requests.Session()
+        while not stop.is_set():
+            if on.wait(0.2) and not stop.is_set():
+                answers.append(upload(session, kept.url))
+
+    with ThreadPoolExecutor(len(clients)) as pool:
+        running = [pool.submit(client, on) for on in clients]
+        try:
+            shrank = wait_for(lambda: scalings(kept, "in") == 1, 120, "scale in to 1")
+            assert len(record(kept).members) == 1 and scalings(kept, "out") == 0
+            for on in clients:  # 12 clients on 2 workers: 6 calls under way per worker
+                on.set()
+            grew = wait_for(lambda: scalings(kept, "out") == 1, 180, "scale out to 2")
+            assert healthy(kept)
+            time.sleep(15)  # at max, under load: no flapping
+            assert len(record(kept).members) == 2 and scalings(kept, "out") == 1
+        finally:
+            stop.set()
+            for future in running:
+                future.result()
+    assert Counter(answers) == {200: len(answers)}, "an upload was lost"
+    keeper_log = (Path(kept.root) / "keeper.out").read_text()
+    assert "scaling in, 2 -> 1 instances" in keeper_log
+    assert "scaling out, 1 -> 2 instances" in keeper_log
+    print(
+        f"scaled in after {shrank:.1f} s quiet, out after {grew:.1f} s of load; {len(answers)} 200s"
+    )
+    done = petseg("cluster", "scale", "--root", kept.root, "--fixed")
+    assert done.returncode == 0 and record(kept).scaling is None

@@ -8,12 +8,12 @@ from email.message import Message
 import pytest
 
 from frontend_server import create_app, upstream
-from frontend_server.metrics import LATENCY_BUCKETS, OUTCOMES, outcome
+from frontend_server.metrics import LATENCY_BUCKETS, LOAD_METRIC, OUTCOMES, ProxyMetrics, outcome
 from frontend_server.upstream import UpstreamError
 from handler.protocol import MODEL_VERSION_HEADER
 from tests.support import images
 from tests.support.web import offline_config, sample, upload
-from torchserve_client import KeyFileError, Reply, TorchServeError, Unreachable
+from torchserve_client import Health, KeyFileError, Reply, TorchServeError, Unreachable
 
 
 @pytest.mark.parametrize(
@@ -137,3 +137,23 @@ def test_key_renewals_have_a_series_from_the_start(app):
 def test_torchserve_s_state_is_read_at_scrape_time(app):
     assert sample(app, "petseg_torchserve_up") == 0
     assert sample(app, "petseg_torchserve_ready_workers") == 0
+
+
+@pytest.mark.parametrize(("ready", "load"), [(2, 1.5), (0, 3.0)])
+def test_the_load_is_the_calls_under_way_per_ready_worker(ready: int, load: float):
+    metrics = ProxyMetrics()
+    metrics.watch_torchserve(lambda: Health(True, ready, 2, "ready"))
+    value = metrics.registry.get_sample_value
+    with metrics.upstream_call(), metrics.upstream_call(), metrics.upstream_call():
+        assert value("petseg_proxy_upstream_in_flight") == 3
+        assert value(LOAD_METRIC) == load
+    assert value("petseg_proxy_upstream_in_flight") == value(LOAD_METRIC) == 0
+    assert value("petseg_proxy_upstream_duration_seconds_count") == 3
+
+
+def test_a_failed_call_is_no_longer_counted_as_under_way():
+    metrics = ProxyMetrics()
+    metrics.watch_torchserve(lambda: Health(True, 1, 1, "ready"))
+    with pytest.raises(UpstreamError), metrics.upstream_call():
+        raise UpstreamError(503, "queue full", "overloaded")
+    assert metrics.registry.get_sample_value(LOAD_METRIC) == 0
