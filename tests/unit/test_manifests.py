@@ -16,6 +16,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from frontend_server.metrics import LOAD_METRIC
+from petseg.autoscale import TARGET_LOAD
 from tests.support.manifests import K8S, ROOT, containers, kustomize, only, pod_spec
 
 OVERLAYS = ("cpu", "gpu")
@@ -294,11 +296,19 @@ def test_autoscaler_scales_the_deployment_on_the_model_servers_load(rendered, ta
     metrics = {m["type"]: m for m in autoscaler["spec"]["metrics"]}
     assert metrics["ContainerResource"]["containerResource"]["container"] == "model-server"
     if target.endswith("+components"):
-        rules = yaml.safe_load(
-            (K8S / "components" / "queue-latency-hpa" / ADAPTER_RULES).read_text()
-        )
-        [rule] = rules["rules"]
-        assert metrics["Pods"]["pods"]["metric"]["name"] == rule["name"]["as"]
+        pods = {
+            m["pods"]["metric"]["name"]: m["pods"]["target"]
+            for m in autoscaler["spec"]["metrics"]
+            if m["type"] == "Pods"
+        }
+        for component in ("queue-latency-hpa", "load-hpa"):
+            rules = yaml.safe_load((K8S / "components" / component / ADAPTER_RULES).read_text())
+            [rule] = rules["rules"]
+            assert rule["name"]["as"] in pods, component  # the adapter serves what it asks for
+        # the same target as the local fleet's autoscaler, which the suite runs
+        assert float(pods[LOAD_METRIC]["averageValue"]) == TARGET_LOAD
+    behavior = autoscaler["spec"]["behavior"]  # scales in as well as out, and in slowly
+    assert behavior["scaleDown"]["policies"] and behavior["scaleDown"]["stabilizationWindowSeconds"]
 
 
 @pytest.mark.parametrize("target", TARGETS)
