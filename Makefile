@@ -39,6 +39,7 @@ help:
 	@echo "make serve        start TorchServe on 127.0.0.1:8080-8082 with petseg loaded"
 	@echo "make stop         stop it"
 	@echo "make cluster N=2  N instances behind nginx on 127.0.0.1:$(CLUSTER_PORT); make cluster-stop"
+	@echo "make cluster MIN=1 MAX=4   as many as the load asks for, between the two"
 	@echo "make bench [BENCH_ARGS=--long]  pipeline limit vs a naive server vs TorchServe"
 	@echo "make image        the model-server and web images (podman), from $(EXPORT_DIR)"
 	@echo "make image-run    both in a pod, the page on 127.0.0.1:$(POD_PORT); make image-stop"
@@ -110,8 +111,12 @@ stop: | $(STAMP)
 # N instances (TorchServe + web proxy each) behind nginx on 127.0.0.1:$(CLUSTER_PORT).
 N ?= 2
 CLUSTER_PORT ?= 8000
+# MAX=4 (and MIN=1): the keeper scales the fleet on its load between the two (docs/several-instances.md)
+MIN ?=
+MAX ?=
 cluster: model_store/petseg.mar balancer
-	$(PETSEG) cluster start --count $(N) --port $(CLUSTER_PORT)
+	$(PETSEG) cluster start --port $(CLUSTER_PORT) \
+		$(if $(MAX),$(if $(MIN),--min $(MIN)) --max $(MAX),--count $(N))
 
 cluster-stop: | $(STAMP)
 	$(PETSEG) cluster stop
