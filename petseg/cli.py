@@ -42,6 +42,8 @@ from petseg import (
     archive,
     changes,
     foreground,
+    kube_api,
+    kube_decider,
     launcher,
     models,
     photos,
@@ -49,6 +51,7 @@ from petseg import (
     state,
     trial_status,
 )
+from petseg.decider import Fleet, Recorder, StateFile
 from torchserve_client import ServingReport, TorchServeError
 
 if TYPE_CHECKING:  # the web app's imports, only for `cluster start`
@@ -77,6 +80,11 @@ def serve(args: argparse.Namespace, running: launcher.Instance) -> int:
     TorchServe ends (a container's main process)."""
     state_file = args.state or state.STATE_FILE
     durable = not args.read_only_state
+    if args.decisions is not None and (durable or not args.foreground):
+        raise ValueError(
+            "--decisions is for a pod's `petseg --read-only-state serve --foreground`: there "
+            "the deployment declares the state, and the fleet's decider records in that file"
+        )
     if not args.foreground and running.client().health().reachable:
         print("TorchServe is already running: applying the serving state")
         client = running.client(timeout=args.timeout)
@@ -190,27 +198,36 @@ def watch(args: argparse.Namespace, members: list[launcher.Instance]) -> int:
     import signal
     import threading
 
-    from petseg.decider import Decider, Fleet
+    from petseg.decider import Decider
 
+    recorder, fleet_of, where = decider_parts(args, members)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    print(f"deciding on the rollout of {where} every {args.interval:g} s", flush=True)
+    Decider(recorder, fleet_of).run(stop, args.interval, args.heartbeat)
+    return 0
+
+
+def decider_parts(
+    args: argparse.Namespace, members: list[launcher.Instance]
+) -> tuple[Recorder, Callable[[], Fleet], str]:
+    """The decider's recorder and fleet for where it runs, and the record in words: a
+    Kubernetes namespace (--kubernetes), a `petseg cluster` folder, or --instances/--proxy."""
+    if args.kubernetes:
+        name, port = kube_decider.service_address(args.service)
+        state_file = args.state or state.STATE_FILE
+        api = kube_api.ApiServer(args.api_server, args.service_account)
+        recorder = kube_decider.ConfigMapRecorder(state_file, args.decisions, api, args.config_map)
+        where = f"{state_file} with the decisions of ConfigMap {args.config_map}"
+        return recorder, lambda: kube_decider.headless_fleet(name, port), where
     if args.cluster:
         from petseg import cluster  # the web app's imports, only for this command
 
         state_file = Path(cluster.Cluster.load(args.cluster).state)
-
-        def fleet_of() -> Fleet:
-            return cluster.Cluster.load(args.cluster).fleet()
-    else:
-        state_file, _ = changes.state_of(members[0], args.state)
-        proxies = args.proxy or [trial_status.DEMO_PROXY]
-
-        def fleet_of() -> Fleet:
-            return Fleet(fleet(args, members[0]), proxies)
-
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
-    print(f"deciding on the rollout of {state_file} every {args.interval:g} s", flush=True)
-    Decider(state_file, fleet_of).run(stop, args.interval)
-    return 0
+        return StateFile(state_file), lambda: cluster.Cluster.load(args.cluster).fleet(), state_file
+    state_file, _ = changes.state_of(members[0], args.state)
+    proxies = args.proxy or [trial_status.DEMO_PROXY]
+    return StateFile(state_file), lambda: Fleet(fleet(args, members[0]), proxies), str(state_file)
 
 
 def operate(action: Callable) -> Callable[[argparse.Namespace, launcher.Instance], int]:
@@ -385,6 +402,14 @@ def get_args_parser() -> argparse.ArgumentParser:
         help="with --archives-from: put this model-config.yaml into each copy (a ConfigMap's)",
     )
     serve_cmd.add_argument(
+        "--decisions",
+        type=Path,
+        metavar="FILE",
+        help="with --foreground and --read-only-state: the fleet's decisions file (the "
+        "petseg-decisions ConfigMap's key, mounted as a folder): merged into the state at "
+        "start and followed while TorchServe runs",
+    )
+    serve_cmd.add_argument(
         "--free-ports",
         action="store_true",
         help="listen on unused ports instead of the configured ones (another instance beside "
@@ -458,9 +483,20 @@ def add_rollout(commands: argparse._SubParsersAction) -> None:
     watch = actions.add_parser(
         "watch", help="the fleet's decider: abort the trial on every proxy's summed figures"
     )
-    watch.add_argument("--proxy", action="append", help="a proxy's operators' listener (repeat)")
-    watch.add_argument("--cluster", type=Path, metavar="ROOT", help="a `petseg cluster`'s folder")
+    fleet = watch.add_mutually_exclusive_group()
+    fleet.add_argument("--proxy", action="append", help="a proxy's operators' listener (repeat)")
+    fleet.add_argument("--cluster", type=Path, metavar="ROOT", help="a `petseg cluster`'s folder")
+    fleet.add_argument(
+        "--kubernetes",
+        action="store_true",
+        help="in the petseg-decider pod: the proxies of every ready server pod, the decision "
+        "recorded in a ConfigMap through the API server (docs/containers-and-kubernetes.md)",
+    )
     watch.add_argument("--interval", type=float, default=2.0, help="seconds between looks")
+    watch.add_argument(
+        "--heartbeat", type=Path, metavar="FILE", help="touched after each look (a probe's)"
+    )
+    add_kubernetes_watch(watch)
     status = actions.add_parser("status", help="the trial and each proxy's live figures")
     status.add_argument(
         "--proxy",
@@ -469,6 +505,24 @@ def add_rollout(commands: argparse._SubParsersAction) -> None:
         f"{trial_status.DEMO_PROXY}, `make run`'s)",
     )
     trial.set_defaults(func=rollout)
+
+
+def add_kubernetes_watch(watch: argparse.ArgumentParser) -> None:
+    """`petseg rollout watch --kubernetes`: where the decider's pod finds what it needs."""
+    pod = watch.add_argument_group("with --kubernetes (the defaults are the manifests')")
+    for option, kind, default, metavar, summary in (
+        ("--service", str, kube_decider.PROXIES_SERVICE, "NAME:PORT", "the server pods' "
+         "headless Service, and their proxies' operators' port"),
+        ("--decisions", Path, kube_decider.DECISIONS_FILE, "FILE", "the decisions "
+         "ConfigMap's key, mounted"),
+        ("--config-map", str, kube_decider.CONFIG_MAP, "NAME", "the decisions ConfigMap"),
+        ("--api-server", str, kube_api.API_SERVER, "URL", "the API server"),
+        ("--service-account", Path, kube_api.SERVICE_ACCOUNT, "DIR", "the pod's "
+         "ServiceAccount token, CA and namespace"),
+    ):  # fmt: skip
+        pod.add_argument(
+            option, type=kind, default=default, metavar=metavar, help=f"{summary} (%(default)s)"
+        )
 
 
 def add_host_and_logs(command: argparse.ArgumentParser) -> None:

@@ -11,6 +11,9 @@ What the state could not serve is printed (the container's log) and named by `pe
 the probes' command; TorchServe keeps running either way: a pod that serves part of its state
 stays up, and one that can serve nothing stays unready instead of restarting in a loop. Only a
 state file that cannot be read at all ends the container: that is a broken deployment.
+
+With --decisions (a Kubernetes pod), the state applied has the fleet's decision merged in, and
+the decisions file is followed while TorchServe runs (petseg.pod_decisions).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from petseg import launcher, reconcile
+from petseg.pod_decisions import FOLLOW_INTERVAL_S, Follower
 from torchserve_client import TorchServeError
 
 
@@ -40,6 +44,10 @@ def serve(
     if args.logs == "stdout":
         log_config = launcher.render_log_config(instance.workdir)
     instance = replace(instance, scratch=Path(tempfile.gettempdir()) / "petseg")
+    follower = None
+    if args.decisions is not None:
+        follower = Follower(state_file, args.decisions, instance)
+        state_file = follower.path
     process = launcher.start(instance, args.host, log_config, own_session=False)
 
     def terminate(signum: int, frame: object) -> None:
@@ -48,7 +56,7 @@ def serve(
     signal.signal(signal.SIGTERM, terminate)
     try:
         bring_up(instance, process, state_file, durable, args.timeout)
-        return process.wait()
+        return wait(process, follower)
     except Terminated:
         return stopped_by_sigterm(process)
     except BaseException:
@@ -70,6 +78,16 @@ def bring_up(
         print("\n".join(reconcile.describe(report)), flush=True)
     except (launcher.NothingServed, TimeoutError, TorchServeError) as exc:
         print(f"petseg: not ready: {exc} (TorchServe keeps running)", file=sys.stderr, flush=True)
+
+
+def wait(process: subprocess.Popen, follower: Follower | None) -> int:
+    """Until TorchServe ends; meanwhile, the fleet's decisions followed, if there are any."""
+    while follower is not None:
+        try:
+            return process.wait(timeout=FOLLOW_INTERVAL_S)
+        except subprocess.TimeoutExpired:
+            follower.look()
+    return process.wait()
 
 
 def stopped_by_sigterm(process: subprocess.Popen) -> int:

@@ -2,9 +2,12 @@
 # The cpu overlay's pod under podman, for want of a cluster (no API server runs here):
 #   deploy/k8s/podman-play.sh [TAG]        after `make image IMAGE_TAG=TAG` (default: latest)
 # Renders deploy/k8s/overlays/cpu with the local images and plays it: `podman kube play` runs
-# the ConfigMap and the Deployment's pod much as a kubelet would (read-only root, uid 10001, no
-# capabilities, the emptyDirs and the ConfigMap mounted, the start command as written) and
-# ignores the other kinds, the probes' timing and preStop. Waits for the readiness probe's
+# the ConfigMaps and the server Deployment's pod much as a kubelet would (read-only root, uid
+# 10001, no capabilities, the emptyDirs and the ConfigMaps mounted, the start command as
+# written; petseg-decisions, which holds no data, mounts as an empty folder: no decision) and
+# ignores the other kinds, the probes' timing and preStop. The decider's Deployment is left out
+# of the render on purpose: it needs what podman does not give (an API server, a ServiceAccount
+# token, the headless Service's DNS name). Waits for the readiness probe's
 # command, sends one photo through the web container, shows what TorchServe runs, and takes the
 # pod down. Render from the commit the images were built from (docs/containers-and-kubernetes.md).
 set -euo pipefail
@@ -33,12 +36,18 @@ resources:
 images:
   - {name: petseg-model-server, newName: localhost/petseg-model-server, newTag: "$tag"}
   - {name: petseg-web, newName: localhost/petseg-web, newTag: "$tag"}
+patches:
+  - patch: |-
+      \$patch: delete
+      apiVersion: apps/v1
+      kind: Deployment
+      metadata: {name: petseg-decider}
 EOF
 "$kubectl" kustomize "$work" >"$work/pod.yaml"
 cleanup() {
     podman kube down "$work/pod.yaml" >/dev/null 2>&1 || true
     # kube down leaves the volumes podman made for the ConfigMaps.
-    for volume in $(grep -o 'play-petseg-config-[a-z0-9]*' "$work/pod.yaml" | sort -u); do
+    for volume in $(grep -oE 'play-petseg-(config-[a-z0-9]+|decisions)' "$work/pod.yaml" | sort -u); do
         podman volume rm --force "$volume" >/dev/null 2>&1 || true
     done
     rm -rf "$work"

@@ -1,7 +1,9 @@
 """The Kubernetes model server's start, run here: the Deployment's command line as kustomize
 renders it, with the image's folders mapped to the test's, on a small archive set. It applies a
-declared state with two versions, is ready only then, keeps a pod-local change out of the
-state, and ends by SIGTERM as a container under tini does."""
+declared state with two versions and a trial, is ready only then, keeps a pod-local change out
+of the state, ends the trial when the fleet's decision appears in its decisions folder (as the
+kubelet writes it when the decider patches the ConfigMap) without a restart, and ends by
+SIGTERM as a container under tini does."""
 
 from __future__ import annotations
 
@@ -19,17 +21,24 @@ from pathlib import Path
 import pytest
 import yaml
 
+from petseg import decisions
 from petseg.archive import build_archive
+from petseg.decisions import DECISION_KEY
 from petseg.launcher import running_instance
+from petseg.pod_decisions import FOLLOW_INTERVAL_S
 from tests.support.cli import petseg
 from tests.support.manifests import K8S, ROOT, containers, kustomize
+from torchserve_client import ServingReport
+from torchserve_client.rollout import Decision, Rollout
 
 IMAGE_PATHS = {
     "/var/lib/petseg/model-store": "pod-store",
     "/srv/petseg/model-store": "image-store",
     "/opt/petseg/app/config/model-config.yaml": "config-map/model-config.yaml",
+    "/etc/petseg/decisions": "decisions",
 }
-"""The image's folders and the ConfigMap's mount -> the test's folders."""
+"""The image's folders and the ConfigMaps' mounts -> the test's folders."""
+TRIAL = Rollout("1.0", "canary", 10, started_at=1_700_000_000.0)
 
 
 def pod_command(folder: Path) -> list[str]:
@@ -62,7 +71,8 @@ def pod_command(folder: Path) -> list[str]:
 
 @pytest.fixture
 def pod_folder(model_store: Path, tiny_export: Path, tmp_path: Path) -> Path:
-    """The image's store (1.0 and 2.0) and a ConfigMap declaring both, 2.0 the default."""
+    """The image's store (1.0 and 2.0), a ConfigMap declaring both, 2.0 the default and 1.0 on
+    trial, and the decisions ConfigMap's folder, empty (no decision yet)."""
     (tmp_path / "image-store").mkdir()
     shutil.copy(model_store / "petseg.mar", tmp_path / "image-store")
     build_archive(tiny_export, tmp_path / "image-store", name="petseg-v2", version="2.0")
@@ -74,8 +84,10 @@ def pod_folder(model_store: Path, tiny_export: Path, tmp_path: Path) -> Path:
     state = {
         "default": "2.0",
         "versions": {"1.0": {"archive": "petseg.mar"}, "2.0": {"archive": "petseg-v2.mar"}},
+        "rollout": TRIAL.as_dict(),
     }
     (config_map / "serving.json").write_text(json.dumps(state))
+    (tmp_path / "decisions").mkdir()
     return tmp_path
 
 
@@ -110,6 +122,15 @@ def test_the_pods_start_applies_a_two_version_state_and_ends_by_sigterm(pod_fold
         assert "changed the running instance only, until it restarts" in done.stderr
         assert "roll it out" in done.stderr
         assert json.loads((pod_folder / "config-map" / "serving.json").read_text())["default"]
+
+        assert reported_rollout(pod_folder) == TRIAL
+        decided = TRIAL.decided(Decision("aborted", "the fleet's decider", "masks disagree"))
+        (pod_folder / "decisions" / DECISION_KEY).write_text(decisions.encode(decided))
+        deadline = time.monotonic() + 3 * FOLLOW_INTERVAL_S + 5
+        while reported_rollout(pod_folder) != decided:
+            assert time.monotonic() < deadline, "the decision did not reach the report"
+            time.sleep(0.2)
+        assert pod.poll() is None, "restarted"
     finally:
         with contextlib.suppress(ProcessLookupError):  # what tini -g does to a deleted pod
             os.killpg(pod.pid, signal.SIGTERM)
@@ -119,3 +140,10 @@ def test_the_pods_start_applies_a_two_version_state_and_ends_by_sigterm(pod_fold
     output = (pod_folder / "pod.log").read_text()
     assert "registered 2.0 (petseg-v2.mar)" in output and "registered 1.0" in output
     assert output.index("registered 2.0") < output.index("registered 1.0"), "default first"
+    assert "this pod now applies the fleet's decision: the canary of 1.0 was aborted" in output
+
+
+def reported_rollout(pod_folder: Path) -> Rollout | None:
+    """The rollout the pod's serving report holds now (what its web proxy reads)."""
+    report = ServingReport.read(pod_folder / "run")
+    return None if report is None or not report.rollout else Rollout.from_dict(report.rollout)

@@ -42,14 +42,39 @@ def kustomize(folder: Path) -> list[dict]:
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 
 
-def only(objects: list[dict], kind: str) -> dict:
-    [found] = [obj for obj in objects if obj["kind"] == kind]
+SERVER = "petseg"
+"""The server Deployment: TorchServe and the web proxy, one pod a replica."""
+DECIDER = "petseg-decider"
+"""The rollout's decider, one pod."""
+
+
+def of_kind(objects: list[dict], kind: str) -> list[dict]:
+    return [obj for obj in objects if obj["kind"] == kind]
+
+
+def only(objects: list[dict], kind: str, name: str | None = None) -> dict:
+    """The one object of ``kind`` (the one named ``name``, where a kind has several)."""
+    [found] = [obj for obj in of_kind(objects, kind) if name in (None, obj["metadata"]["name"])]
     return found
 
 
-def pod_spec(objects: list[dict]) -> dict:
-    return only(objects, "Deployment")["spec"]["template"]["spec"]
+def server_config(objects: list[dict]) -> dict:
+    """The ConfigMap generated from config/ (its name ends in a hash of its contents)."""
+    [found] = [
+        obj
+        for obj in of_kind(objects, "ConfigMap")
+        if obj["metadata"]["name"].startswith("petseg-config-")
+    ]
+    return found
 
 
-def containers(objects: list[dict]) -> dict[str, dict]:
-    return {c["name"]: c for c in pod_spec(objects)["containers"]}
+def pod_spec(objects: list[dict], deployment: str = SERVER) -> dict:
+    return only(objects, "Deployment", deployment)["spec"]["template"]["spec"]
+
+
+def pod_labels(objects: list[dict], deployment: str = SERVER) -> dict[str, str]:
+    return only(objects, "Deployment", deployment)["spec"]["template"]["metadata"]["labels"]
+
+
+def containers(objects: list[dict], deployment: str = SERVER) -> dict[str, dict]:
+    return {c["name"]: c for c in pod_spec(objects, deployment)["containers"]}

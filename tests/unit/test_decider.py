@@ -4,37 +4,23 @@ crash-loop back-off."""
 
 from __future__ import annotations
 
-import contextlib
-import json
 import re
 import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from petseg import state
-from petseg.decider import Decider, Fleet
+from petseg.decider import Decider, Fleet, StateFile
 from petseg.keeper import BACKOFF_FIRST_S, BACKOFF_MAX_S, STABLE_S, Backoff, Keeper
 from petseg.launcher import Instance
 from petseg.state import ServingState, StateError, VersionSpec
+from tests.support.proxies import half, proxy_answering, proxy_figures
 from torchserve_client import ServingReport
 from torchserve_client.rollout import Decision, Rollout, TrialCounts
 
 TRIAL = Rollout("2.0", "shadow", 100, min_requests=30, started_at=1_700_000_000.0)
 VERSIONS = {"1.0": VersionSpec("petseg.mar"), "2.0": VersionSpec("petseg-v2.mar")}
-
-
-def half(compared: int, agreement: float) -> TrialCounts:
-    """What one proxy saw: ``compared`` photos at ``agreement`` each."""
-    return TrialCounts(
-        requests=compared,
-        compared=compared,
-        agreement=compared * agreement,
-        iou={"cat": 0.5 * compared},
-        classes={"cat": compared},
-    )
 
 
 def test_two_proxies_that_each_saw_half_fail_the_trial_together():
@@ -76,44 +62,6 @@ def test_an_aborted_trial_promotes_nothing_and_its_record_outlives_the_candidate
         declared.unregistered("2.0")
 
 
-@contextlib.contextmanager
-def proxy_answering(body: object) -> Iterator[str]:
-    """A listener that answers GET /status.json with ``body`` (JSON), as a proxy's does."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            payload = json.dumps(body).encode()
-            self.send_response(200 if self.path == "/status.json" else 404)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def proxy_figures(trial: Rollout, counts: TrialCounts) -> dict:
-    """A proxy's /status.json as frontend_server.rollout.Trial.figures makes it."""
-    return {
-        "rollout": {
-            **trial.as_dict(),
-            "decision": None,
-            "stopped_here": None,
-            "counts": counts.as_dict(),
-        }
-    }
-
-
 @pytest.fixture
 def fleet_files(tmp_path: Path) -> tuple[Path, Instance]:
     """A state with TRIAL running and one instance whose report carries it."""
@@ -139,7 +87,7 @@ def test_the_decider_records_one_abort_from_the_fleets_sum_and_names_a_silent_pr
     ):
         silent = "http://127.0.0.1:9"  # the discard port: nothing listens
         proxies = [one, two, stale, nonsense, silent]
-        decider = Decider(state_file, lambda: Fleet([member], proxies), said.append)
+        decider = Decider(StateFile(state_file), lambda: Fleet([member], proxies), said.append)
         decision = decider.once()
         assert decision is not None and decider.once() is None, "decided twice"
     assert "summed over 2 of 5 proxies" in decision.reason
@@ -157,7 +105,9 @@ def test_the_decider_records_one_abort_from_the_fleets_sum_and_names_a_silent_pr
 def test_a_malformed_state_or_no_proxy_decides_nothing_and_loses_nothing(fleet_files):
     state_file, member = fleet_files
     said: list[str] = []
-    decider = Decider(state_file, lambda: Fleet([member], ["http://127.0.0.1:9"]), said.append)
+    decider = Decider(
+        StateFile(state_file), lambda: Fleet([member], ["http://127.0.0.1:9"]), said.append
+    )
     assert decider.once() is None and state.load(state_file).rollout == TRIAL
     good = state_file.read_text()
     state_file.write_text(good.replace('"default"', '"defualt"'))
@@ -171,7 +121,7 @@ def test_a_person_who_changed_the_trial_meanwhile_keeps_the_last_word(fleet_file
     state_file, member = fleet_files
     newer = Rollout("2.0", "canary", 10, min_requests=30, started_at=1_800_000_000.0)
     with proxy_answering(proxy_figures(TRIAL, half(40, 0.5))) as one:
-        decider = Decider(state_file, lambda: Fleet([member], [one]), lambda line: None)
+        decider = Decider(StateFile(state_file), lambda: Fleet([member], [one]), lambda line: None)
         state.save(ServingState("1.0", VERSIONS, newer), state_file)
         assert decider.once() is None, "the figures of the old trial decided the new one"
     assert state.load(state_file).rollout == newer

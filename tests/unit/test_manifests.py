@@ -6,9 +6,13 @@ proved here (docs/containers-and-kubernetes.md).
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import shutil
 import subprocess
+import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -17,8 +21,22 @@ import pytest
 import yaml
 
 from frontend_server.metrics import LOAD_METRIC
+from petseg import kube_decider
 from petseg.autoscale import TARGET_LOAD
-from tests.support.manifests import K8S, ROOT, containers, kustomize, only, pod_spec
+from petseg.decisions import DECISION_KEY
+from tests.support.manifests import (
+    DECIDER,
+    K8S,
+    ROOT,
+    SERVER,
+    containers,
+    kustomize,
+    of_kind,
+    only,
+    pod_labels,
+    pod_spec,
+    server_config,
+)
 
 OVERLAYS = ("cpu", "gpu")
 COMPONENTS = tuple(sorted(path.name for path in (K8S / "components").iterdir()))
@@ -37,12 +55,17 @@ ADAPTER_RULES = "prometheus-adapter-rules.yaml"
 BASE = K8S / "base"
 NGINX_CONF = ROOT / "deploy" / "nginx" / "nginx.conf"
 INGRESS_NGINX = "nginx.ingress.kubernetes.io/"
+DEPLOYMENTS = (SERVER, DECIDER)
 WRITABLE = {
     "model-server": {"/run/petseg", "/tmp", "/var/lib/petseg/model-store"},
     "web": {"/tmp"},
+    "decider": {"/tmp"},
 }
 """What each container may write, all emptyDirs: enough under podman with a read-only root
 (deploy/k8s/podman-play.sh)."""
+PROXY_PORT = 5001
+PROBES = ("startupProbe", "readinessProbe", "livenessProbe")
+"""The proxy's operators' listener: what the decider reads, through the headless Service."""
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +103,7 @@ def test_every_object_validates_strictly(rendered, target: str, version: str) ->
 
 def test_the_validation_rejects_a_misspelt_field(rendered) -> None:
     """The check above could pass by being lax; a field that is not in the schema fails."""
-    typo = yaml.safe_load(yaml.safe_dump(only(rendered["cpu"], "Deployment")))
+    typo = yaml.safe_load(yaml.safe_dump(only(rendered["cpu"], "Deployment", SERVER)))
     typo["spec"]["template"]["spec"]["containers"][0]["imagePullPolcy"] = "Always"
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(typo, KUBERNETES[0], strict=True)
@@ -99,7 +122,7 @@ def test_the_validation_rejects_an_unknown_kind(api_version: str, kind: str) -> 
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_custom_kinds_select_the_pods(rendered, target: str) -> None:
-    labels = only(rendered[target], "Deployment")["spec"]["template"]["metadata"]["labels"]
+    labels = pod_labels(rendered[target])
     custom = [obj for obj in rendered[target] if (obj["apiVersion"], obj["kind"]) in CUSTOM_KINDS]
     assert bool(custom) == target.endswith("+components")
     for obj in custom:
@@ -110,10 +133,19 @@ def test_custom_kinds_select_the_pods(rendered, target: str) -> None:
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_every_container_has_probes_resources_and_runs_unprivileged(rendered, target) -> None:
-    spec = pod_spec(rendered[target])
+    deployments = {d["metadata"]["name"] for d in of_kind(rendered[target], "Deployment")}
+    assert deployments == set(DEPLOYMENTS)
+    for deployment in DEPLOYMENTS:
+        check_pod(pod_spec(rendered[target], deployment))
+    # Only the decider holds a token for the API server: the server pods never call it.
+    assert pod_spec(rendered[target], SERVER)["automountServiceAccountToken"] is False
+    assert "serviceAccountName" not in pod_spec(rendered[target], SERVER)
+
+
+def check_pod(spec: dict) -> None:
+    """Probes, resources and an unprivileged security context, in every container."""
     pod = spec["securityContext"]
     assert pod["seccompProfile"] == {"type": "RuntimeDefault"}
-    assert not spec["automountServiceAccountToken"]
     for container in spec["containers"]:
         assert {"startupProbe", "readinessProbe", "livenessProbe"} <= container.keys()
         resources = container["resources"]
@@ -128,13 +160,14 @@ def test_every_container_has_probes_resources_and_runs_unprivileged(rendered, ta
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_only_emptydirs_are_writable(rendered, target: str) -> None:
+    for deployment in DEPLOYMENTS:
+        volumes = {v["name"]: v for v in pod_spec(rendered[target], deployment)["volumes"]}
+        for name, container in containers(rendered[target], deployment).items():
+            mounts = container["volumeMounts"]
+            writable = {m["mountPath"]: m["name"] for m in mounts if not m.get("readOnly")}
+            assert writable.keys() == WRITABLE[name]
+            assert all("emptyDir" in volumes[volume] for volume in writable.values())
     volumes = {v["name"]: v for v in pod_spec(rendered[target])["volumes"]}
-    for name, container in containers(rendered[target]).items():
-        writable = {
-            m["mountPath"]: m["name"] for m in container["volumeMounts"] if not m.get("readOnly")
-        }
-        assert writable.keys() == WRITABLE[name]
-        assert all("emptyDir" in volumes[volume] for volume in writable.values())
     # The keys: in memory, written by TorchServe, only read by the proxy.
     assert volumes["keys"]["emptyDir"]["medium"] == "Memory"
     web_mounts = {m["mountPath"]: m for m in containers(rendered[target])["web"]["volumeMounts"]}
@@ -156,14 +189,18 @@ def test_probes_wait_for_the_model_but_never_kill_a_busy_worker(rendered, target
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_no_service_reaches_torchserve(rendered, target: str) -> None:
+    """The web Service reaches the web port only, the decider's headless one the proxies'
+    operators' listener only: no Service leads to a TorchServe port."""
     ports = container_ports(rendered[target])
-    services = [obj for obj in rendered[target] if obj["kind"] == "Service"]
-    assert services
+    services = of_kind(rendered[target], "Service")
+    reached = {}
     for service in services:
         for port in service["spec"]["ports"]:
             target_port = port.get("targetPort", port["port"])
-            assert ports.get(target_port, target_port) == WEB_PORT
+            reached[service["metadata"]["name"]] = ports.get(target_port, target_port)
             assert port["port"] not in IN_POD_ONLY
+    assert reached == {"petseg-web": WEB_PORT, "petseg-proxies": PROXY_PORT}
+    services = [s for s in services if s["spec"].get("clusterIP") != "None"]
     for ingress in (obj for obj in rendered[target] if obj["kind"] == "Ingress"):
         backends = [
             p["backend"]["service"] for r in ingress["spec"]["rules"] for p in r["http"]["paths"]
@@ -173,7 +210,7 @@ def test_no_service_reaches_torchserve(rendered, target: str) -> None:
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_management_listens_on_the_pods_loopback_only(rendered, target: str) -> None:
-    settings = only(rendered[target], "ConfigMap")["data"]["config.properties"]
+    settings = server_config(rendered[target])["data"]["config.properties"]
     assert re.search(r"^management_address=http://127\.0\.0\.1:", settings, re.M)
     # TorchServe 0.12 binds gRPC to 127.0.0.1 unless these say otherwise.
     assert not re.search(r"^grpc_(inference|management)_address=", settings, re.M)
@@ -190,17 +227,18 @@ def test_the_proxy_serves_its_metrics_on_the_declared_port(rendered, target: str
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_every_configmap_value_comes_from_config(rendered, target: str) -> None:
-    config_maps = [obj for obj in rendered[target] if obj["kind"] == "ConfigMap"]
-    assert config_maps
-    for config_map in config_maps:
-        assert "binaryData" not in config_map
-        for key, value in config_map["data"].items():
-            assert value == (ROOT / "config" / key).read_text(), f"{key}: run `make k8s-config`"
-    names = {c["metadata"]["name"] for c in config_maps}
-    mounted = {
-        v["configMap"]["name"] for v in pod_spec(rendered[target])["volumes"] if "configMap" in v
-    }
-    assert mounted == names  # by its hashed name: a change in config/ rolls the pods
+    """The generated ConfigMap holds config/'s files, and both Deployments mount it by its
+    hashed name (a change in config/ rolls the server pods and the decider); the decisions
+    ConfigMap holds nothing the manifests declare (test below)."""
+    config_map = server_config(rendered[target])
+    names = {c["metadata"]["name"] for c in of_kind(rendered[target], "ConfigMap")}
+    assert names == {config_map["metadata"]["name"], kube_decider.CONFIG_MAP}
+    assert "binaryData" not in config_map
+    for key, value in config_map["data"].items():
+        assert value == (ROOT / "config" / key).read_text(), f"{key}: run `make k8s-config`"
+    for deployment in DEPLOYMENTS:
+        volumes = pod_spec(rendered[target], deployment)["volumes"]
+        assert {v["configMap"]["name"] for v in volumes if "configMap" in v} == names
 
 
 def test_kustomize_reads_copies_of_config_and_nothing_else() -> None:
@@ -254,26 +292,77 @@ def test_the_ingress_retries_a_failed_upload_on_another_pod(rendered, overlay: s
     assert annotations.get(INGRESS_NGINX + "service-upstream", "false") == "false"
 
 
+ANYWHERE = "anywhere"
+
+
+def peers(rule: dict, field: str, objects: list[dict]) -> list[str]:
+    """Whom a rule lets in (``from``) or out to (``to``), in words: anywhere, a namespace, or
+    the Deployments whose pods a podSelector picks."""
+    if not rule.get(field):
+        return [ANYWHERE]
+    found = []
+    for peer in rule[field]:
+        if "namespaceSelector" in peer:
+            assert "podSelector" not in peer
+            labels = peer["namespaceSelector"]["matchLabels"]
+            found.append(f"namespace {labels['kubernetes.io/metadata.name']}")
+        else:
+            selector = peer["podSelector"]["matchLabels"].items()
+            picked = [d for d in DEPLOYMENTS if selector <= pod_labels(objects, d).items()]
+            found.append(f"pods of {'+'.join(picked)}")
+    return found
+
+
+def openings(policies: list[dict], direction: str, objects: list[dict]) -> set[tuple]:
+    """(port, protocol, peer) that ``policies`` open in ``direction`` (ingress or egress)."""
+    field = "from" if direction == "ingress" else "to"
+    return {
+        (port["port"], port["protocol"], peer)
+        for policy in policies
+        for rule in policy["spec"].get(direction, [])
+        for peer in peers(rule, field, objects)
+        for port in rule["ports"]
+    }
+
+
 @pytest.mark.parametrize("target", TARGETS)
-def test_network_policy_lets_in_only_the_web_port_and_monitoring(rendered, target: str) -> None:
-    policies = [obj for obj in rendered[target] if obj["kind"] == "NetworkPolicy"]
+def test_network_policies_open_only_what_each_pod_needs(rendered, target: str) -> None:
+    """Deny all, then: into the server pods the web port from anywhere, the metrics ports from
+    monitoring, the proxies' listener from the decider too, and nothing out of them (the pod
+    calls nothing outside itself); out of the decider DNS, the proxies' listener and the API
+    server, and nothing into it."""
+    objects = rendered[target]
+    policies = of_kind(objects, "NetworkPolicy")
     deny = [p for p in policies if p["spec"]["podSelector"] == {}]
     assert [p["spec"]["policyTypes"] for p in deny] == [["Ingress", "Egress"]]
     assert not any("egress" in p["spec"] or "ingress" in p["spec"] for p in deny)
-    allowed = set()
-    for policy in policies:
-        assert "egress" not in policy["spec"]  # the pod calls nothing outside itself
-        for rule in policy["spec"].get("ingress", []):
-            sources = [s["namespaceSelector"]["matchLabels"] for s in rule.get("from", [])]
-            for port in rule["ports"]:
-                allowed.add((port["port"], str(sources or "anywhere")))
-    monitoring = str([{"kubernetes.io/metadata.name": "monitoring"}])
-    assert allowed == {(WEB_PORT, "anywhere"), *((port, monitoring) for port in METRICS_PORTS)}
+    monitoring = "namespace monitoring"
+    expected = {
+        SERVER: (
+            {(WEB_PORT, "TCP", ANYWHERE), *((p, "TCP", monitoring) for p in METRICS_PORTS)}
+            | {(PROXY_PORT, "TCP", f"pods of {DECIDER}")},
+            set(),
+        ),
+        DECIDER: (
+            set(),
+            {(53, "UDP", ANYWHERE), (53, "TCP", ANYWHERE), (443, "TCP", ANYWHERE)}
+            | {(6443, "TCP", ANYWHERE), (PROXY_PORT, "TCP", f"pods of {SERVER}")},
+        ),
+    }
+    chosen = [p for p in policies if p not in deny]
+    for deployment, (ingress, egress) in expected.items():
+        labels = pod_labels(objects, deployment).items()
+        applying = [p for p in chosen if p["spec"]["podSelector"]["matchLabels"].items() <= labels]
+        assert openings(applying, "ingress", objects) == ingress, deployment
+        assert openings(applying, "egress", objects) == egress, deployment
+    for policy in chosen:  # each picks the pods of one Deployment, never both
+        selector = policy["spec"]["podSelector"]["matchLabels"].items()
+        assert len([d for d in DEPLOYMENTS if selector <= pod_labels(objects, d).items()]) == 1
 
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_rollouts_and_shutdowns_lose_no_request(rendered, target: str) -> None:
-    deployment = only(rendered[target], "Deployment")
+    deployment = only(rendered[target], "Deployment", SERVER)
     assert "replicas" not in deployment["spec"]  # the autoscaler's
     assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
     server, web = containers(rendered[target])["model-server"], containers(rendered[target])["web"]
@@ -290,8 +379,7 @@ def test_rollouts_and_shutdowns_lose_no_request(rendered, target: str) -> None:
 def test_autoscaler_scales_the_deployment_on_the_model_servers_load(rendered, target) -> None:
     autoscaler = only(rendered[target], "HorizontalPodAutoscaler")
     assert autoscaler["apiVersion"] == "autoscaling/v2"
-    deployment = only(rendered[target], "Deployment")["metadata"]["name"]
-    assert autoscaler["spec"]["scaleTargetRef"]["name"] == deployment
+    assert autoscaler["spec"]["scaleTargetRef"]["name"] == SERVER
     assert autoscaler["spec"]["minReplicas"] >= 2  # the disruption budget lets one go
     metrics = {m["type"]: m for m in autoscaler["spec"]["metrics"]}
     assert metrics["ContainerResource"]["containerResource"]["container"] == "model-server"
@@ -312,12 +400,15 @@ def test_autoscaler_scales_the_deployment_on_the_model_servers_load(rendered, ta
 
 
 @pytest.mark.parametrize("target", TARGETS)
-def test_budget_and_service_select_the_pods(rendered, target: str) -> None:
-    labels = only(rendered[target], "Deployment")["spec"]["template"]["metadata"]["labels"]
+def test_budget_and_services_select_the_server_pods_only(rendered, target: str) -> None:
+    labels, decider = pod_labels(rendered[target]), pod_labels(rendered[target], DECIDER)
     budget = only(rendered[target], "PodDisruptionBudget")
     assert budget["spec"]["maxUnavailable"] == 1
-    assert budget["spec"]["selector"]["matchLabels"].items() <= labels.items()
-    assert only(rendered[target], "Service")["spec"]["selector"].items() <= labels.items()
+    selectors = [budget["spec"]["selector"]["matchLabels"]]
+    selectors += [s["spec"]["selector"] for s in of_kind(rendered[target], "Service")]
+    for selector in selectors:
+        assert selector.items() <= labels.items()
+        assert not selector.items() <= decider.items()
 
 
 @pytest.mark.parametrize("target", TARGETS)
@@ -342,8 +433,123 @@ def test_the_pod_applies_the_serving_state_of_its_config_map(rendered, target: s
     assert "--set=number_of_gpu=$(PETSEG_NUMBER_OF_GPU)" in args
     mounts = {m["name"]: m["mountPath"] for m in server["volumeMounts"]}
     assert mounts["config"] == "/opt/petseg/app/config"  # the image's ROOT/config: STATE_FILE
-    config_map = only(rendered[target], "ConfigMap")["data"]
+    config_map = server_config(rendered[target])["data"]
     assert config_map["serving.json"] == (ROOT / "config" / "serving.json").read_text()
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_the_decisions_config_map_holds_no_data_and_keeps_its_name(rendered, target: str) -> None:
+    """What the decider writes survives every `kubectl apply -k`: the manifests declare the
+    ConfigMap without data (apply removes only what it applied before), and as a plain
+    resource, not a generated one: no hash in its name, which the pods and the Role use."""
+    decisions = only(rendered[target], "ConfigMap", kube_decider.CONFIG_MAP)
+    assert not {"data", "binaryData", "immutable"} & decisions.keys()
+    generated = yaml.safe_load((BASE / "kustomization.yaml").read_text())["configMapGenerator"]
+    assert kube_decider.CONFIG_MAP not in {generator["name"] for generator in generated}
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("deployment", DEPLOYMENTS)
+def test_every_pod_mounts_the_decisions_as_a_folder(rendered, target, deployment) -> None:
+    """A folder mount of every key, never subPath (the kubelet never updates a subPath mount),
+    where the pod's petseg is told to read it."""
+    volumes = {v["name"]: v for v in pod_spec(rendered[target], deployment)["volumes"]}
+    [name] = [
+        n for n, v in volumes.items() if v.get("configMap", {}).get("name") == "petseg-decisions"
+    ]
+    assert "items" not in volumes[name]["configMap"]
+    [(container, mount)] = [
+        (c, m)
+        for c in containers(rendered[target], deployment).values()
+        for m in c["volumeMounts"]
+        if m["name"] == name
+    ]
+    assert not {"subPath", "subPathExpr"} & mount.keys() and mount["readOnly"]
+    assert mount["mountPath"] == str(kube_decider.DECISIONS_FILE.parent)
+    assert kube_decider.DECISIONS_FILE.name == DECISION_KEY
+    assert f"--decisions={kube_decider.DECISIONS_FILE}" in container["args"]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_the_decider_is_one_pod_of_the_model_server_image_with_its_own_account(
+    rendered, target: str
+) -> None:
+    objects = rendered[target]
+    deployment = only(objects, "Deployment", DECIDER)
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}  # never two at once
+    scaled = {
+        a["spec"]["scaleTargetRef"]["name"] for a in of_kind(objects, "HorizontalPodAutoscaler")
+    }
+    assert DECIDER not in scaled
+    spec = pod_spec(objects, DECIDER)
+    [decider] = spec["containers"]
+    assert decider["image"] == containers(objects)["model-server"]["image"]  # it holds petseg
+    assert "command" not in decider, "the image's entrypoint (tini) must stay"
+    assert decider["args"][:4] == ["petseg", "rollout", "watch", "--kubernetes"]
+    options = dict(arg.removeprefix("--").split("=", 1) for arg in decider["args"][4:])
+    proxies = only(objects, "Service", "petseg-proxies")
+    service = f"{proxies['metadata']['name']}:{proxies['spec']['ports'][0]['port']}"
+    assert options["service"] == service == kube_decider.PROXIES_SERVICE
+    assert options["config-map"] == kube_decider.CONFIG_MAP
+    assert spec["serviceAccountName"] == DECIDER and spec["automountServiceAccountToken"]
+    assert only(objects, "ServiceAccount", DECIDER)["automountServiceAccountToken"]
+    mounts = {m["name"]: m["mountPath"] for m in decider["volumeMounts"]}
+    assert mounts["config"] == "/opt/petseg/app/config"  # the server pods' serving.json
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_the_deciders_role_lets_it_read_and_patch_the_decisions_only(rendered, target) -> None:
+    objects = rendered[target]
+    assert not of_kind(objects, "ClusterRole") and not of_kind(objects, "ClusterRoleBinding")
+    [role] = of_kind(objects, "Role")
+    assert role["rules"] == [
+        {
+            "apiGroups": [""],
+            "resources": ["configmaps"],
+            "resourceNames": [kube_decider.CONFIG_MAP],
+            "verbs": ["get", "patch"],
+        }
+    ]
+    [binding] = of_kind(objects, "RoleBinding")
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": role["metadata"]["name"],
+    }
+    namespace = only(objects, "Namespace")["metadata"]["name"]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": DECIDER, "namespace": namespace}
+    ]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_the_headless_service_names_every_ready_proxys_listener(rendered, target: str) -> None:
+    """Its DNS name resolves to each ready server pod (selector: test above), port 5001 only."""
+    service = only(rendered[target], "Service", "petseg-proxies")
+    assert service["spec"]["clusterIP"] == "None"
+    assert not service["spec"].get("publishNotReadyAddresses")
+    [port] = service["spec"]["ports"]
+    assert container_ports(rendered[target])[port["targetPort"]] == port["port"] == PROXY_PORT
+
+
+def test_the_deciders_probes_follow_its_heartbeat(rendered, tmp_path: Path) -> None:
+    """One check for all three probes: the heartbeat file the loop touches after each look is
+    recent. Run here on a file of the test's: fresh passes, old or missing fails."""
+    [decider] = containers(rendered["cpu"], DECIDER).values()
+    heartbeat = dict(a.removeprefix("--").split("=", 1) for a in decider["args"][4:])["heartbeat"]
+    assert Path(heartbeat).parent == Path("/tmp")  # its emptyDir
+    probes = {json.dumps(decider[p]["exec"]["command"]) for p in PROBES}
+    [command] = [json.loads(probe) for probe in probes]
+    assert command[0] == "/opt/venv/bin/python"  # the image's (deploy/model-server/petseg)
+    assert command[0] in (ROOT / "deploy" / "model-server" / "petseg").read_text()
+    beat = tmp_path / "heartbeat"
+    probe = [sys.executable, *(part.replace(heartbeat, str(beat)) for part in command[1:])]
+    assert subprocess.run(probe, capture_output=True).returncode != 0, "no heartbeat yet"
+    beat.touch()
+    assert subprocess.run(probe).returncode == 0
+    os.utime(beat, (time.time() - 3600, time.time() - 3600))
+    assert subprocess.run(probe).returncode == 1, "an hour-old heartbeat"
 
 
 def test_an_archive_copy_takes_the_config_maps_model_config(tmp_path: Path) -> None:
