@@ -34,8 +34,8 @@ from bench.inputs import SIZES, pet_photo
 from bench.pipeline import handle_batch, local_handler
 from handler.petseg_handler import PetSegHandler
 from handler.spec import SPEC_FILENAME
-from petseg.archive import MODEL_CONFIG
-from petseg.launcher import ROOT
+from petseg.packaging.archive import MODEL_CONFIG
+from petseg.serving.launcher import ROOT
 
 GAIN_TO_KEEP = 0.10
 """A mechanism that gains less than this where it applies does not pay for its code."""

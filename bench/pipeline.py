@@ -21,7 +21,7 @@ from ts.metrics.metric_cache_yaml_impl import MetricsCacheYamlImpl
 
 from handler.petseg_handler import PetSegHandler
 from handler.protocol import MODEL_NAME
-from petseg.launcher import METRICS_CONFIG
+from petseg.serving.launcher import METRICS_CONFIG
 
 
 def worker_context(model_dir: Path, settings: dict, version: str = "1.0") -> Context:

@@ -42,10 +42,10 @@ from bench.naive_baseline import NaiveSegmenter
 from bench.pipeline import PipelineRun, handle_batch, local_handler, pipeline_limit
 from handler.model import build_model
 from handler.spec import SPEC_FILENAME, ModelSpec
-from petseg import state
-from petseg.archive import MODEL_CONFIG, build_archive
-from petseg.demo import external_command, web_environment
-from petseg.launcher import (
+from petseg.packaging.archive import MODEL_CONFIG, build_archive
+from petseg.serving import state
+from petseg.serving.demo import external_command, web_environment
+from petseg.serving.launcher import (
     DEFAULT_ARCHIVE,
     ROOT,
     Instance,
@@ -55,7 +55,7 @@ from petseg.launcher import (
     unused_ports,
     wait_answering,
 )
-from petseg.reconcile import apply_state
+from petseg.serving.reconcile import apply_state
 from torchserve_client import TorchServe
 from torchserve_client.rollout import Rollout
 

@@ -18,8 +18,8 @@ import yaml
 
 from bench.inputs import pet_photo
 from bench.loadgen import Target, measure
-from petseg.archive import MODEL_CONFIG, build_archive
-from petseg.launcher import Instance, serve_archive, stop, unused_ports, wait_ready
+from petseg.packaging.archive import MODEL_CONFIG, build_archive
+from petseg.serving.launcher import Instance, serve_archive, stop, unused_ports, wait_ready
 
 CANDIDATES = [
     # threads 0: the handler's plan (a worker's share of the cores, all of them for a lone request)

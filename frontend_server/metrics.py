@@ -182,7 +182,7 @@ class TorchServeCollector:
     load on it: the calls in flight per READY worker of the default version. That is the figure
     that predicts latency: a worker takes up to a batch (config/model-config.yaml's batchSize)
     at a time, so beyond that, requests wait in TorchServe's queue, and their wait grows with it.
-    ``petseg cluster`` (petseg.autoscale) and the autoscaler of
+    ``petseg cluster`` (petseg.fleet.autoscale) and the autoscaler of
     deploy/k8s/components/load-hpa scale on it."""
 
     def __init__(self, health: Callable[[], Health], in_flight: InFlight) -> None:

@@ -12,7 +12,7 @@ never sees half an object. Its fields:
     history       [{"epoch", "loss", "val_miou"}, ...], one per epoch done
 
 The trainer writes ``training`` after each epoch and ``exporting`` when its loop ends; the steps
-after it (petseg.supervisor) write the other states over the same file, keeping the history.
+after it (petseg.serving.supervisor) write the other states over the same file, keeping the history.
 """
 
 from __future__ import annotations

@@ -38,24 +38,15 @@ from typing import TYPE_CHECKING
 from handler.protocol import OUTPUTS, Ports
 from model_training.commands import COMMANDS as TRAINING_COMMANDS
 from model_training.commands import run as run_training
-from petseg import (
-    archive,
-    changes,
-    foreground,
-    kube_api,
-    kube_decider,
-    launcher,
-    models,
-    photos,
-    reconcile,
-    state,
-    trial_status,
-)
-from petseg.decider import Fleet, Recorder, StateFile
+from petseg.bulk import photos
+from petseg.packaging import archive
+from petseg.rollout import kube_api, kube_decider, trial_status
+from petseg.rollout.decider import Fleet, Recorder, StateFile
+from petseg.serving import changes, foreground, launcher, models, reconcile, state
 from torchserve_client import ServingReport, TorchServeError
 
 if TYPE_CHECKING:  # the web app's imports, only for `cluster start`
-    from petseg.autoscale import Scaling
+    from petseg.fleet.autoscale import Scaling
 
 USER_ERRORS = (
     TorchServeError,
@@ -160,7 +151,7 @@ def build(args: argparse.Namespace, instance: launcher.Instance) -> int:
 
 
 def demo(args: argparse.Namespace, instance: launcher.Instance) -> int:
-    from petseg.demo import run  # the web app's imports, only for this command
+    from petseg.serving.demo import run  # the web app's imports, only for this command
 
     return run(args, instance)
 
@@ -194,11 +185,12 @@ def rollout(args: argparse.Namespace, instance: launcher.Instance) -> int:
 
 
 def watch(args: argparse.Namespace, members: list[launcher.Instance]) -> int:
-    """`petseg rollout watch`: the fleet's decider, until SIGTERM or Ctrl-C (petseg.decider)."""
+    """`petseg rollout watch`: the fleet's decider, until SIGTERM or Ctrl-C
+    (petseg.rollout.decider)."""
     import signal
     import threading
 
-    from petseg.decider import Decider
+    from petseg.rollout.decider import Decider
 
     recorder, fleet_of, where = decider_parts(args, members)
     stop = threading.Event()
@@ -221,7 +213,7 @@ def decider_parts(
         where = f"{state_file} with the decisions of ConfigMap {args.config_map}"
         return recorder, lambda: kube_decider.headless_fleet(name, port), where
     if args.cluster:
-        from petseg import cluster  # the web app's imports, only for this command
+        from petseg.fleet import cluster  # the web app's imports, only for this command
 
         state_file = Path(cluster.Cluster.load(args.cluster).state)
         return StateFile(state_file), lambda: cluster.Cluster.load(args.cluster).fleet(), state_file
@@ -256,7 +248,9 @@ def predict_photos(args: argparse.Namespace, instance: launcher.Instance) -> int
     """One photo as always (the answer to -o or stdout, from each --instances member); several
     photos, a folder or a glob: a bulk run into --out-dir."""
     if args.out_dir or args.url or photos.many(args.images):
-        from petseg import bulk  # numpy, Pillow, tqdm, pycocotools: only for this command
+        from petseg.bulk import (
+            predict as bulk,  # numpy, Pillow, tqdm, pycocotools: only for this command
+        )
 
         return bulk.command(args, instance)
     return operate(models.predict)(args, instance)
@@ -264,7 +258,7 @@ def predict_photos(args: argparse.Namespace, instance: launcher.Instance) -> int
 
 def run_cluster(args: argparse.Namespace, instance: launcher.Instance) -> int:
     """start | roll | heal | keep | stop: several instances behind nginx on this machine."""
-    from petseg import cluster, keeper  # the web app's imports, only for this command
+    from petseg.fleet import cluster, keeper  # the web app's imports, only for this command
 
     root = args.root
     if args.action == "start":
@@ -321,7 +315,7 @@ def run_cluster(args: argparse.Namespace, instance: launcher.Instance) -> int:
 def cluster_scaling(args: argparse.Namespace) -> Scaling | None:
     """The autoscaler's bounds from `cluster start`'s options (None: a fixed size); a clear
     exit for bounds that make no sense."""
-    from petseg.autoscale import Scaling
+    from petseg.fleet.autoscale import Scaling
 
     if args.max is None:
         if args.min is not None:
@@ -633,7 +627,7 @@ def add_operations(commands: argparse._SubParsersAction) -> None:
 
 
 def add_bulk(predict: argparse.ArgumentParser) -> None:
-    """`petseg predict` on many photos (petseg.bulk)."""
+    """`petseg predict` on many photos (petseg.bulk.predict)."""
     bulk_run = predict.add_argument_group("bulk run (several photos, a folder, a glob)")
     bulk_run.add_argument(
         "--out-dir",

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from model_training.synth import generate
-from petseg.launcher import Instance, serve_archive, stop, unused_ports
+from petseg.serving.launcher import Instance, serve_archive, stop, unused_ports
 from tests.container.support import start_warming
 from tests.support import traffic
 from tests.support.stack import Web, name_ports, running_web
@@ -96,7 +96,7 @@ def tiny_export(oxford_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> P
 
 @pytest.fixture(scope="session")
 def model_store(tiny_export: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from petseg.archive import build_archive
+    from petseg.packaging.archive import build_archive
 
     store = tmp_path_factory.mktemp("model_store")
     build_archive(tiny_export, store)

@@ -207,8 +207,8 @@ class TorchServe:
     ) -> dict[str, Any]:
         """Load ``archive`` (a .mar file name in the model store) as a version of the model.
         TorchServe 0.12 starts the archive's minWorkers instead of ``workers`` when its
-        model-config.yaml names some (petseg.reconcile scales afterwards); batch settings given
-        here replace the archive's."""
+        model-config.yaml names some (petseg.serving.reconcile scales afterwards); batch settings
+        given here replace the archive's."""
         return self.manage(
             "POST",
             "/models",

@@ -1,7 +1,7 @@
 """What a TorchServe's start applied of the serving state, in a file beside its key file.
 
-The operator's tools write it once the declared state is applied (petseg.reconcile) and update
-it when `petseg models` changes the instance. `petseg status`, the web proxy's health and its
+The operator's tools write it once the declared state is applied (petseg.serving.reconcile) and
+update it when `petseg models` changes the instance. `petseg status`, the web proxy's health and its
 /status page read it: an instance counts as ready only once its state is applied, and what could
 not be applied (a missing archive, a version TorchServe refused) is named there. It sits beside
 key_file.json so that whoever can read the keys (the pod's web container) can read it too.

@@ -3,7 +3,7 @@ judgement of those figures, and the decision that ends a trial.
 
 Three places share this module: the operator's tools write the trial into the serving state,
 each web proxy carries it out and counts what it saw (frontend_server.rollout), and the fleet's
-one decider (`petseg rollout watch`, petseg.decider) sums every proxy's counts and, when the
+one decider (`petseg rollout watch`, petseg.rollout.decider) sums every proxy's counts and, when the
 sum crosses the trial's limits, records the abort. The proxy's own guard and the decider judge
 with the same function, :meth:`Rollout.verdict`, so a limit means one thing everywhere.
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from deploy import images
-from petseg.launcher import free_ports
+from petseg.serving.launcher import free_ports
 from tests.container.support import MEASURED, POD_PREFIX, TAG, Pod, build, remove_orphans
 from tests.support import traffic
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
-from petseg.launcher import ROOT, Instance
+from petseg.serving.launcher import ROOT, Instance
 
 PACKAGE = ROOT / "handler"
 OTHER_PACKAGES = ("petseg", "torchserve_client", "frontend_server", "model_training", "bench")

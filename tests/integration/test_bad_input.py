@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import pytest
 import requests
 
-from petseg.launcher import Instance
+from petseg.serving.launcher import Instance
 from tests.support import images
 
 OVER_EVERY_LIMIT = 30 * 2**20

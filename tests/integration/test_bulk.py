@@ -16,7 +16,7 @@ from PIL import Image
 from pycocotools.coco import COCO
 
 from handler.spec import ModelSpec
-from petseg.launcher import Instance
+from petseg.serving.launcher import Instance
 from tests.support import images
 from tests.support.cli import petseg, started
 from tests.support.photos import (

@@ -7,7 +7,7 @@ import json
 import requests
 from PIL import Image
 
-from petseg.launcher import Instance
+from petseg.serving.launcher import Instance
 from tests.support import images
 from tests.support.cli import petseg
 

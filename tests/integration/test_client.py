@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from petseg.launcher import Instance, free_ports
+from petseg.serving.launcher import Instance, free_ports
 from tests.support import images
 from torchserve_client import TorchServe, Unreachable
 

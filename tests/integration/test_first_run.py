@@ -21,7 +21,14 @@ from pathlib import Path
 import pytest
 import requests
 
-from petseg.launcher import ROOT, Instance, free_ports, render_config, unused_ports, wait_until
+from petseg.serving.launcher import (
+    ROOT,
+    Instance,
+    free_ports,
+    render_config,
+    unused_ports,
+    wait_until,
+)
 from tests.support.training import tiny_train_argv
 
 WAIT_S = 300

@@ -21,11 +21,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from petseg import decisions
-from petseg.archive import build_archive
-from petseg.decisions import DECISION_KEY
-from petseg.launcher import running_instance
-from petseg.pod_decisions import FOLLOW_INTERVAL_S
+from petseg.packaging.archive import build_archive
+from petseg.serving import decisions
+from petseg.serving.decisions import DECISION_KEY
+from petseg.serving.launcher import running_instance
+from petseg.serving.pod_decisions import FOLLOW_INTERVAL_S
 from tests.support.cli import petseg
 from tests.support.manifests import K8S, ROOT, containers, kustomize
 from torchserve_client import ServingReport

@@ -16,8 +16,8 @@ import requests
 import yaml
 
 from frontend_server.metrics import LATENCY_BUCKETS
-from petseg.archive import build_archive
-from petseg.reconcile import apply_state
+from petseg.packaging.archive import build_archive
+from petseg.serving.reconcile import apply_state
 from tests.support import images
 from tests.support.prometheus import CONFIG_DIR, running_prometheus
 from tests.support.stack import running_web

@@ -13,7 +13,7 @@ from PIL import Image
 
 from frontend_server import create_app
 from handler.protocol import MODEL_VERSION_HEADER, OUTPUTS, REQUEST_ID_HEADER
-from petseg.demo import web_settings
+from petseg.serving.demo import web_settings
 from tests.support import images
 from tests.support.logs import wait_for_line
 from tests.support.masks import from_polygons, from_rle, iou

@@ -19,8 +19,8 @@ import psutil
 import pytest
 import requests
 
-from petseg.archive import build_archive
-from petseg.launcher import running_instance, stop
+from petseg.packaging.archive import build_archive
+from petseg.serving.launcher import running_instance, stop
 from tests.support import images
 from tests.support.cli import petseg
 from tests.support.stack import Web, name_ports, running_web, scraped

@@ -16,8 +16,8 @@ from PIL import Image
 
 from handler.metrics import DECLARED
 from handler.protocol import MODEL_VERSION_HEADER, OUTPUTS
-from petseg.archive import MODEL_CONFIG, build_archive
-from petseg.launcher import Instance
+from petseg.packaging.archive import MODEL_CONFIG, build_archive
+from petseg.serving.launcher import Instance
 from tests.support import images
 from tests.support.logs import wait_for_line
 from tests.support.masks import from_polygons, from_rle

@@ -15,7 +15,7 @@ import pytest
 import requests
 import yaml
 
-from petseg.launcher import ROOT, free_ports
+from petseg.serving.launcher import ROOT, free_ports
 
 CONFIG_DIR = ROOT / "config" / "prometheus"
 SCRAPE_INTERVAL = "1s"

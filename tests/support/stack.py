@@ -14,10 +14,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from frontend_server import create_app
 from frontend_server.wsgi import make_server
-from petseg import cluster as fleet
-from petseg import state
-from petseg.demo import web_settings
-from petseg.launcher import Instance, free_ports
+from petseg.fleet import cluster as fleet
+from petseg.serving import state
+from petseg.serving.demo import web_settings
+from petseg.serving.launcher import Instance, free_ports
 from tests.support import traffic
 
 

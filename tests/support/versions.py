@@ -7,7 +7,7 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
-from petseg.archive import build_archive
+from petseg.packaging.archive import build_archive
 
 SOME_PIXELS = (0.0, 0.5, -0.5)
 """A nudge of the last layer's bias per class: the versions disagree on some pixels."""

@@ -13,7 +13,7 @@ from flask import Flask
 
 from frontend_server import create_app
 from frontend_server.wsgi import make_server
-from petseg.launcher import free_ports
+from petseg.serving.launcher import free_ports
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": (

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from petseg import cluster as fleet
+from petseg.fleet import cluster as fleet
 from tests.support.cli import petseg
 from tests.support.photos import coco_images, mask_path, photo_tree, report
 from tests.support.stack import running_cluster

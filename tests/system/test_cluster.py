@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from petseg import cluster as fleet
-from petseg import state
-from petseg.archive import build_archive
+from petseg.fleet import cluster as fleet
+from petseg.packaging.archive import build_archive
+from petseg.serving import state
 from tests.support import images
 from tests.support.cli import petseg
 from tests.support.stack import running_cluster

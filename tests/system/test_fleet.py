@@ -31,9 +31,9 @@ import psutil
 import pytest
 import requests
 
-from petseg import cluster as fleet
-from petseg import state
-from petseg.launcher import http_status
+from petseg.fleet import cluster as fleet
+from petseg.serving import state
+from petseg.serving.launcher import http_status
 from tests.support import images
 from tests.support.cli import petseg
 from tests.support.stack import running_cluster, scraped

@@ -14,7 +14,7 @@ import psutil
 import pytest
 import requests
 
-from petseg.launcher import Instance, serve_archive, stop, unused_ports
+from petseg.serving.launcher import Instance, serve_archive, stop, unused_ports
 from tests.support import images
 from tests.support.stack import name_ports, running_web, scraped
 

@@ -28,9 +28,10 @@ import pytest
 import requests
 
 from frontend_server import create_app, wsgi
-from petseg import cli, demo
-from petseg.demo import external_command, web_environment
-from petseg.launcher import ROOT, Instance, free_ports, unused_ports
+from petseg import cli
+from petseg.serving import demo
+from petseg.serving.demo import external_command, web_environment
+from petseg.serving.launcher import ROOT, Instance, free_ports, unused_ports
 from tests.support import images, traffic
 from torchserve_client import ServingReport
 

@@ -10,9 +10,9 @@ import itertools
 
 import pytest
 
-from petseg import autoscale
-from petseg import cluster as fleet
-from petseg.autoscale import WINDOW_S, Autoscaler, Scaling, wanted
+from petseg.fleet import autoscale
+from petseg.fleet import cluster as fleet
+from petseg.fleet.autoscale import WINDOW_S, Autoscaler, Scaling, wanted
 
 SCALING = Scaling(1, 3, target=3.0, scale_in_after_s=30.0)
 

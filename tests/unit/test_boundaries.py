@@ -63,6 +63,26 @@ def test_packages_import_only_downwards(package):
     assert not stray, f"{package} imports {stray}"
 
 
+PETSEG_LAYERS = ["serving", "packaging", "rollout", "fleet", "bulk"]
+"""petseg's subpackages, in the order petseg/__init__.py gives: each may import those before it."""
+
+
+def test_petseg_is_split_by_job_and_its_subpackages_import_only_upwards_in_the_list():
+    assert sorted(
+        p.name for p in (ROOT / "petseg").iterdir() if p.is_dir() and p.name != "__pycache__"
+    ) == sorted(PETSEG_LAYERS)
+    assert sorted(p.name for p in (ROOT / "petseg").glob("*.py")) == [
+        "__init__.py",
+        "__main__.py",
+        "cli.py",
+    ], "a module of petseg/ outside its subpackages"
+    for index, layer in enumerate(PETSEG_LAYERS):
+        below = {f"petseg.{other}" for other in PETSEG_LAYERS[: index + 1]}
+        used = {m for m in imported_modules(f"petseg/{layer}") if m.startswith("petseg.")}
+        stray = sorted(m for m in used if not any(m == b or m.startswith(b + ".") for b in below))
+        assert not stray, f"petseg.{layer} imports {stray}"
+
+
 def test_the_protocol_the_spec_and_the_progress_file_need_only_the_standard_library():
     for module in ("handler/protocol.py", "handler/spec.py", "model_training/progress.py"):
         tree = ast.parse((ROOT / module).read_text())

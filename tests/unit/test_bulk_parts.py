@@ -11,10 +11,10 @@ import pytest
 from pycocotools.coco import COCO
 
 from handler.rendering import rle_masks
-from petseg import coco
-from petseg.bulk import Options
-from petseg.journal import Journal
-from petseg.photos import collect, many
+from petseg.bulk import coco
+from petseg.bulk.journal import Journal
+from petseg.bulk.photos import collect, many
+from petseg.bulk.predict import Options
 from tests.support.masks import from_rle
 
 CARD = {

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from petseg.launcher import ROOT, free_ports
+from petseg.serving.launcher import ROOT, free_ports
 from tests.support.cli import petseg
 
 pytestmark = pytest.mark.slow
@@ -69,7 +69,7 @@ def test_real_data_without_reachable_imagenet_weights_stops_at_once(kaggle_dir, 
 def test_config_for_a_container_sends_every_log_to_stdout_at_the_levels_of_config(tmp_path):
     from xml.etree import ElementTree
 
-    from petseg.launcher import LOG_CONFIG
+    from petseg.serving.launcher import LOG_CONFIG
 
     result = petseg("--workdir", str(tmp_path), "config", "--host", "0.0.0.0", "--logs", "stdout")
     assert result.returncode == 0, result.stderr

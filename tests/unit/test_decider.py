@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from petseg import state
-from petseg.decider import Decider, Fleet, StateFile
-from petseg.keeper import BACKOFF_FIRST_S, BACKOFF_MAX_S, STABLE_S, Backoff, Keeper
-from petseg.launcher import Instance
-from petseg.state import ServingState, StateError, VersionSpec
+from petseg.fleet.keeper import BACKOFF_FIRST_S, BACKOFF_MAX_S, STABLE_S, Backoff, Keeper
+from petseg.rollout.decider import Decider, Fleet, StateFile
+from petseg.serving import state
+from petseg.serving.launcher import Instance
+from petseg.serving.state import ServingState, StateError, VersionSpec
 from tests.support.proxies import half, proxy_answering, proxy_figures
 from torchserve_client import ServingReport
 from torchserve_client.rollout import Decision, Rollout, TrialCounts

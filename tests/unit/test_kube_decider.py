@@ -1,9 +1,9 @@
 """The fleet's decisions on Kubernetes, without a cluster: the decisions file merged into the
-declared state (petseg.decisions), a pod following it (petseg.pod_decisions), and the decider's
-Kubernetes parts (petseg.kube_decider, petseg.kube_api) against real local servers: an HTTPS
-listener with its own CA standing in for the API server, HTTP listeners standing in for the
-proxies, and `localhost` standing in for the headless Service's DNS name. What a real API server
-and kubelet do is not run here (docs/containers-and-kubernetes.md)."""
+declared state (petseg.serving.decisions), a pod following it (petseg.serving.pod_decisions), and
+the decider's Kubernetes parts (petseg.rollout.kube_decider, petseg.rollout.kube_api) against real
+local servers: an HTTPS listener with its own CA standing in for the API server, HTTP listeners
+standing in for the proxies, and `localhost` standing in for the headless Service's DNS name. What
+a real API server and kubelet do is not run here (docs/containers-and-kubernetes.md)."""
 
 from __future__ import annotations
 
@@ -21,14 +21,14 @@ from pathlib import Path
 
 import pytest
 
-from petseg import decisions, state
-from petseg.decider import Decider
-from petseg.decisions import DECISION_KEY
-from petseg.kube_api import MERGE_PATCH, ApiError, ApiServer
-from petseg.kube_decider import CONFIG_MAP, ConfigMapRecorder, headless_fleet
-from petseg.launcher import Instance
-from petseg.pod_decisions import APPLIED_FILE, Follower
-from petseg.state import ServingState, VersionSpec
+from petseg.rollout.decider import Decider
+from petseg.rollout.kube_api import MERGE_PATCH, ApiError, ApiServer
+from petseg.rollout.kube_decider import CONFIG_MAP, ConfigMapRecorder, headless_fleet
+from petseg.serving import decisions, state
+from petseg.serving.decisions import DECISION_KEY
+from petseg.serving.launcher import Instance
+from petseg.serving.pod_decisions import APPLIED_FILE, Follower
+from petseg.serving.state import ServingState, VersionSpec
 from tests.support.cli import started
 from tests.support.proxies import half, proxy_answering, proxy_figures
 from torchserve_client import ServingReport

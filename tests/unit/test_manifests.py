@@ -21,9 +21,9 @@ import pytest
 import yaml
 
 from frontend_server.metrics import LOAD_METRIC
-from petseg import kube_decider
-from petseg.autoscale import TARGET_LOAD
-from petseg.decisions import DECISION_KEY
+from petseg.fleet.autoscale import TARGET_LOAD
+from petseg.rollout import kube_decider
+from petseg.serving.decisions import DECISION_KEY
 from tests.support.manifests import (
     DECIDER,
     K8S,
@@ -555,7 +555,7 @@ def test_the_deciders_probes_follow_its_heartbeat(rendered, tmp_path: Path) -> N
 def test_an_archive_copy_takes_the_config_maps_model_config(tmp_path: Path) -> None:
     """What --archives-from/--model-config do to each archive: model-config.yaml replaced,
     everything else as it was; an archive without one refused."""
-    from petseg.archive import with_model_config
+    from petseg.packaging.archive import with_model_config
 
     image_archive, config = tmp_path / "image.mar", tmp_path / "model-config.yaml"
     with zipfile.ZipFile(image_archive, "w") as archive:

@@ -10,7 +10,7 @@ import re
 import yaml
 
 from handler.metrics import DECLARED
-from petseg.launcher import ROOT
+from petseg.serving.launcher import ROOT
 from tests.support.prometheus import CONFIG_DIR, promtool
 
 DASHBOARD = ROOT / "config" / "grafana" / "petseg-dashboard.json"

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from petseg import state
-from petseg.state import ServingState, StateError, VersionSpec
+from petseg.serving import state
+from petseg.serving.state import ServingState, StateError, VersionSpec
 from torchserve_client.report import ServingReport
 
 TWO = {

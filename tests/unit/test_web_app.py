@@ -114,7 +114,7 @@ def test_a_wrong_method_is_told_the_right_ones(offline_client, path, allowed):
     ],
 )
 def test_settings_come_from_prefixed_environment(monkeypatch, variable, value, setting):
-    """As the deployments write them (deploy/, petseg.demo.web_environment): JSON where it
+    """As the deployments write them (deploy/, petseg.serving.demo.web_environment): JSON where it
     parses, else the plain string; an empty address is none."""
     monkeypatch.setenv(f"PETSEG_{variable}", value)
     config = create_app().config

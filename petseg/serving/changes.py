@@ -3,7 +3,7 @@ shadow|canary|promote|abort`: the running instance(s) and the serving state, cha
 
 A change goes to the first instance's TorchServe first; only once it accepted is the state
 file written (nothing TorchServe refused ever reaches it), under the state's lock and by an
-atomic replace (petseg.state). Then every instance is brought to the new state (for a fleet,
+atomic replace (petseg.serving.state). Then every instance is brought to the new state (for a fleet,
 the change reaches the others that way; each gets a fresh report).
 
 Where the deployment declares the state (a pod's ConfigMap, a container image: the instance's
@@ -23,9 +23,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from petseg import reconcile, state
-from petseg.launcher import Instance
-from petseg.state import STATE_FILE, ServingState, StateError, VersionSpec
+from petseg.serving import reconcile, state
+from petseg.serving.launcher import Instance
+from petseg.serving.state import STATE_FILE, ServingState, StateError, VersionSpec
 from torchserve_client import ServingReport, TorchServeError
 from torchserve_client.rollout import Decision, Rollout
 

@@ -13,7 +13,7 @@ stays up, and one that can serve nothing stays unready instead of restarting in 
 state file that cannot be read at all ends the container: that is a broken deployment.
 
 With --decisions (a Kubernetes pod), the state applied has the fleet's decision merged in, and
-the decisions file is followed while TorchServe runs (petseg.pod_decisions).
+the decisions file is followed while TorchServe runs (petseg.serving.pod_decisions).
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from petseg import launcher, reconcile
-from petseg.pod_decisions import FOLLOW_INTERVAL_S, Follower
+from petseg.serving import launcher, reconcile
+from petseg.serving.pod_decisions import FOLLOW_INTERVAL_S, Follower
 from torchserve_client import TorchServeError
 
 

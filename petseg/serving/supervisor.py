@@ -24,8 +24,8 @@ import threading
 from pathlib import Path
 
 from model_training.progress import EMPTY, set_state, write
-from petseg.launcher import Instance, bring_up, start, stop
-from petseg.reconcile import describe
+from petseg.serving.launcher import Instance, bring_up, start, stop
+from petseg.serving.reconcile import describe
 
 STOP_WAIT_S = 30
 """How long COMMAND gets to end after SIGTERM (make removes its half-built target), before

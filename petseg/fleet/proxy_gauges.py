@@ -1,5 +1,6 @@
 """One gauge of a web proxy, read from its operators' listener (/metrics), as Prometheus reads
-it: what the local fleet's autoscaler (petseg.autoscale) and a drain (petseg.cluster) act on."""
+it: what the local fleet's autoscaler (petseg.fleet.autoscale) and a drain (petseg.fleet.cluster)
+act on."""
 
 from __future__ import annotations
 

@@ -1,15 +1,15 @@
 """The fleet's decider on Kubernetes (`petseg rollout watch --kubernetes`, the Deployment
-petseg-decider): its two parts for petseg.decider.Decider.
+petseg-decider): its two parts for petseg.rollout.decider.Decider.
 
 - The fleet: the headless Service petseg-proxies (clusterIP None) selects the server pods, so
   its DNS name resolves to the address of every ready one; each is read on its operators'
   listener (port 5001). No report is written from here: each pod writes its own
-  (petseg.pod_decisions).
+  (petseg.serving.pod_decisions).
 - The recorder: the state as decided so far is the pod's mounted serving.json (the petseg-config
-  ConfigMap) with the mounted decisions file merged in (petseg.decisions); a decision is
+  ConfigMap) with the mounted decisions file merged in (petseg.serving.decisions); a decision is
   recorded by a merge PATCH of the ConfigMap petseg-decisions through the API server
-  (petseg.kube_api), which the kubelet then copies into every pod's mount. The mount lags the
-  API server by the kubelet's sync (a minute or so), so before it writes, the recorder reads the
+  (petseg.rollout.kube_api), which the kubelet then copies into every pod's mount. The mount lags
+  the API server by the kubelet's sync (a minute or so), so before it writes, the recorder reads the
   ConfigMap itself: a decision already there on the same trial is left as it is, and the PATCH
   carries the resourceVersion it read, so a concurrent change (a person's, or a second decider
   during a network partition) makes it fail with 409 rather than be overwritten.
@@ -21,11 +21,11 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from petseg import decisions, state
-from petseg.decider import Fleet
-from petseg.decisions import DECISION_KEY, DecisionError, Merged
-from petseg.kube_api import ApiError, ApiServer
-from petseg.launcher import Instance
+from petseg.rollout.decider import Fleet
+from petseg.rollout.kube_api import ApiError, ApiServer
+from petseg.serving import decisions, state
+from petseg.serving.decisions import DECISION_KEY, DecisionError, Merged
+from petseg.serving.launcher import Instance
 from torchserve_client.rollout import Decision, Rollout
 
 PROXIES_SERVICE = "petseg-proxies:5001"

@@ -5,7 +5,7 @@ from what the archive asks for).
 TorchServe keeps what the management API changes in its Java process only; its own snapshots
 are skipped whenever a config file is given (--ts-config) and our launchers also pass --ncs.
 So the state lives here, in one reviewable JSON file (config/serving.json unless --state says
-otherwise), and every start applies it (petseg.reconcile). A `petseg models` command changes
+otherwise), and every start applies it (petseg.serving.reconcile). A `petseg models` command changes
 the running TorchServe first and writes the file only once TorchServe accepted the change:
 under an exclusive lock (two operators at once take turns) and by an atomic replace (a crash
 leaves the old file or the new one, never a torn one).
@@ -23,10 +23,10 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from petseg import ROOT
 from torchserve_client.report import write_atomically
 from torchserve_client.rollout import Decision, Rollout
 
-ROOT = Path(__file__).resolve().parents[1]
 STATE_FILE = ROOT / "config" / "serving.json"
 ARCHIVE_NAME = re.compile(r"[A-Za-z0-9_.-]+\.mar")
 """A file name in the model store, nothing else: TorchServe's allowed_urls says the same."""

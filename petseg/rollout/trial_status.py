@@ -11,8 +11,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from petseg import state
-from petseg.launcher import Instance
+from petseg.serving import state
+from petseg.serving.launcher import Instance
 from torchserve_client import ServingReport
 
 DEMO_PROXY = "http://127.0.0.1:5001"

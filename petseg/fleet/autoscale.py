@@ -8,10 +8,10 @@ instances that answer, averages it over ``WINDOW_S``, and asks for the HPA's cou
 ceil(instances x load / target), between min and max, with the HPA's 10 % tolerance:
 
 - out at once, one instance at a time: the new one applies the serving state and joins nginx
-  only once ready (petseg.cluster.add_member), so it takes no upload before it can answer;
+  only once ready (petseg.fleet.cluster.add_member), so it takes no upload before it can answer;
 - in only when every count asked for over ``scale_in_after_s`` was lower (the HPA's scale-down
   stabilization): the newest instance is drained first, marked down in nginx and given the
-  time to finish what it holds (petseg.cluster.retire_member), so no upload is lost.
+  time to finish what it holds (petseg.fleet.cluster.retire_member), so no upload is lost.
 
 After each change the window starts again: the fleet's new size is judged on its own figures.
 A look where no proxy answers changes nothing (a fleet being healed is not a quiet one).
@@ -27,10 +27,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from frontend_server.metrics import LOAD_METRIC
-from petseg import cluster as fleet
-from petseg.proxy_gauges import gauge
+from petseg.fleet import cluster as fleet
+from petseg.fleet.proxy_gauges import gauge
 
-log = logging.getLogger("petseg.autoscale")
+log = logging.getLogger("petseg.fleet.autoscale")
 TARGET_LOAD = 3.0
 """Calls under way per READY worker the fleet aims at: half of a worker's batch
 (config/model-config.yaml: batchSize 6), so a burst fills batches before it queues. The same

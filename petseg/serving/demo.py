@@ -4,12 +4,12 @@ Reuses a TorchServe that already runs from --workdir (`petseg serve`) and leaves
 otherwise starts one, applies the serving state to it (config/serving.json, or --state) and
 stops it, workers included, on Ctrl-C or SIGTERM. With --prepare COMMAND (`make run`: the
 archive, the demo model trained first if there is none) the page starts at once and shows the
-progress of COMMAND's training, and TorchServe starts once COMMAND is done (petseg.supervisor);
-a failed step is shown on the page, and the exit status is 1. With --external it
-only serves the page, in front of the TorchServe that the PETSEG_* variables name (another
-host, a bench). The demo serves the proxy's metrics and status page on ``DEMO_METRICS_ADDRESS``
-unless PETSEG_METRICS_ADDRESS says otherwise; --external follows that variable alone (several
-proxies on one machine cannot share a port).
+progress of COMMAND's training, and TorchServe starts once COMMAND is done
+(petseg.serving.supervisor); a failed step is shown on the page, and the exit status is 1. With
+--external it only serves the page, in front of the TorchServe that the PETSEG_* variables name
+(another host, a bench). The demo serves the proxy's metrics and status page on
+``DEMO_METRICS_ADDRESS`` unless PETSEG_METRICS_ADDRESS says otherwise; --external follows that
+variable alone (several proxies on one machine cannot share a port).
 
 If the web server dies (its serve loop raises, or ends without Ctrl-C or SIGTERM), this says so
 on stderr, stops the TorchServe it started (or says that the reused one keeps running) and
@@ -29,10 +29,10 @@ from flask import Flask
 
 from frontend_server import ENV_PREFIX, create_app
 from frontend_server.wsgi import make_server, raise_fd_limit
-from petseg.launcher import Instance, bring_up, start, stop
-from petseg.reconcile import describe
-from petseg.state import STATE_FILE
-from petseg.supervisor import Preparation
+from petseg.serving.launcher import Instance, bring_up, start, stop
+from petseg.serving.reconcile import describe
+from petseg.serving.state import STATE_FILE
+from petseg.serving.supervisor import Preparation
 
 DEMO_METRICS_ADDRESS = "127.0.0.1:5001"
 

@@ -23,11 +23,11 @@ from urllib.parse import urlsplit
 from xml.etree import ElementTree
 
 from handler.protocol import KEY_FILE_NAME, MODEL_NAME, Ports
-from petseg.reconcile import apply_state, live_versions
-from petseg.state import for_archive, locked, save
+from petseg import ROOT
+from petseg.serving.reconcile import apply_state, live_versions
+from petseg.serving.state import for_archive, locked, save
 from torchserve_client import KeyFile, ServingReport, TorchServe
 
-ROOT = Path(__file__).resolve().parents[1]
 CONFIG_TEMPLATE = ROOT / "config" / "config.properties"
 METRICS_CONFIG = ROOT / "config" / "metrics.yaml"
 LOG_CONFIG = ROOT / "config" / "log4j2.xml"

@@ -3,7 +3,7 @@ and a report out.
 
     petseg predict photos/ --out-dir labels/ [--overlay] [--coco labels/coco.json] [--resume]
 
-Photos go to one target (petseg.targets: --workdir's TorchServe, or the web API at --url) from
+Photos go to one target (petseg.bulk.targets: --workdir's TorchServe, or the web API at --url) from
 --concurrency threads sharing one client, one request per photo: the mask PNG alone, or with
 --overlay the JSON answer, which carries mask and overlay together. Each thread reads its photo,
 sends it, writes its outputs, makes its COCO annotations (with --coco) and journals them;
@@ -36,12 +36,12 @@ from PIL import Image
 from tqdm import tqdm
 
 from handler.protocol import DEFAULT_OUTPUT, parse_tolerance
-from petseg import coco
-from petseg.journal import JOURNAL_NAME, Journal
-from petseg.launcher import Instance
-from petseg.photos import Collection, Photo, collect
-from petseg.tally import REPORT_NAME, Failure, Tally
-from petseg.targets import Direct, Target, WebApi
+from petseg.bulk import coco
+from petseg.bulk.journal import JOURNAL_NAME, Journal
+from petseg.bulk.photos import Collection, Photo, collect
+from petseg.bulk.tally import REPORT_NAME, Failure, Tally
+from petseg.bulk.targets import Direct, Target, WebApi
+from petseg.serving.launcher import Instance
 from torchserve_client import Reply, TorchServeError, Unreachable, error_message
 
 RETRYABLE = frozenset({500, 502, 503, 504, 507})

@@ -13,12 +13,13 @@ Two parts plug into the loop, one for each place a fleet runs:
 
 - the fleet (``fleet_of``): the proxies to read, and the instances whose reports the decider
   may write. Locally: a `petseg cluster` folder, or --instances and --proxy; on Kubernetes
-  (petseg.kube_decider): every ready server pod, from the headless Service's DNS name, and no
-  report, since each pod writes its own.
+  (petseg.rollout.kube_decider): every ready server pod, from the headless Service's DNS name, and
+  no report, since each pod writes its own.
 - the recorder (:class:`Recorder`): where the state as decided so far is read and a decision is
   written. Locally: the serving state file, under its lock, and every instance's report at
   once (:class:`StateFile`); on Kubernetes: the ConfigMap petseg-decisions, by a PATCH through
-  the API server, which the pods read from their mount (petseg.kube_decider, petseg.decisions).
+  the API server, which the pods read from their mount (petseg.rollout.kube_decider,
+  petseg.serving.decisions).
 
 It decides one thing only, the abort: promotion stays a person's command. What it cannot read
 (a state that is malformed, a proxy that does not answer or answers nonsense, a fleet that
@@ -46,11 +47,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from petseg import state
-from petseg.decisions import Merged, publish
-from petseg.launcher import Instance
-from petseg.state import StateError
-from petseg.trial_status import fetch
+from petseg.rollout.trial_status import fetch
+from petseg.serving import state
+from petseg.serving.decisions import Merged, publish
+from petseg.serving.launcher import Instance
+from petseg.serving.state import StateError
 from torchserve_client.rollout import Decision, Rollout, TrialCounts
 
 INTERVAL_S = 2.0

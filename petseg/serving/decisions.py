@@ -5,7 +5,8 @@ On Kubernetes the declared state (config/serving.json) reaches the pods in a Con
 cannot write there. It writes the decided rollout instead into a second ConfigMap,
 petseg-decisions (deploy/k8s/base/decisions.yaml), under one key, DECISION_KEY, which every
 pod mounts as a file. This module says what that file holds and how it joins the declared
-state, the same way in the pods (petseg.pod_decisions) and in the decider (petseg.kube_decider):
+state, the same way in the pods (petseg.serving.pod_decisions) and in the decider
+(petseg.rollout.kube_decider):
 
 - the file holds one decided rollout: the trial's own fields and its Decision
   (Rollout.as_dict());
@@ -26,8 +27,8 @@ import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from petseg.launcher import Instance
-from petseg.state import ServingState
+from petseg.serving.launcher import Instance
+from petseg.serving.state import ServingState
 from torchserve_client import ServingReport
 from torchserve_client.rollout import Rollout
 

@@ -10,7 +10,7 @@
   nothing), and when a TorchServe exited, the instance is replaced by a new one that applies the
   serving state before it joins the balancer (a pod replaced);
 - a TorchServe worker that died is TorchServe's own to restart; the keeper counts it;
-- the rollout's decider (`petseg rollout watch`, petseg.decider) runs as its child and is
+- the rollout's decider (`petseg rollout watch`, petseg.rollout.decider) runs as its child and is
   started again if it exits.
 
 Each restart is logged and counted in ``petseg_cluster_restarts_total`` (its own /metrics on
@@ -20,7 +20,7 @@ kubelet's crash-loop back-off) instead of spinning. nginx sends each upload that
 hung instance to another one (deploy/nginx/nginx.conf), so none is lost meanwhile.
 
 With bounds in the cluster's record (`petseg cluster start --min N --max M`) it also scales
-the fleet on the proxies' load per worker (petseg.autoscale), as a HorizontalPodAutoscaler
+the fleet on the proxies' load per worker (petseg.fleet.autoscale), as a HorizontalPodAutoscaler
 does on the same metric; each change is logged and counted in ``petseg_cluster_scalings_total``.
 """
 
@@ -37,12 +37,12 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
-from petseg import cluster as fleet
-from petseg.autoscale import Autoscaler, Scaling
-from petseg.launcher import http_status
+from petseg.fleet import cluster as fleet
+from petseg.fleet.autoscale import Autoscaler, Scaling
+from petseg.serving.launcher import http_status
 from torchserve_client import TorchServeError
 
-log = logging.getLogger("petseg.keeper")
+log = logging.getLogger("petseg.fleet.keeper")
 TICK_S = 1.0
 UNHEALTHY_S = 8.0
 """How long a proxy may fail its health check before its instance is replaced (a kubelet's

@@ -18,9 +18,9 @@ from pathlib import Path
 
 from handler.protocol import MODEL_NAME
 from handler.spec import SPEC_FILENAME, ModelSpec
-from petseg.state import ServingState
+from petseg import ROOT
+from petseg.serving.state import ServingState
 
-ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "handler"
 HANDLER_ENTRY = PACKAGE / "petseg_handler.py"
 REQUIREMENTS = PACKAGE / "requirements.txt"

@@ -5,7 +5,7 @@ rewrites the file in place when the fleet's decider patches the ConfigMap (a sub
 never change: deploy/k8s/base/deployment.yaml mounts the folder).
 
 - At start, the state this pod applies is its serving.json with the decision on its trial
-  merged in (petseg.decisions), written as APPLIED_FILE into the pod's working folder and
+  merged in (petseg.serving.decisions), written as APPLIED_FILE into the pod's working folder and
   applied from there: a pod or container that restarts stays aborted, and every `petseg`
   command in the pod (status, rollout status, models) reads the state as decided.
 - While TorchServe runs, the file is read again every FOLLOW_INTERVAL_S; once it holds a
@@ -23,10 +23,10 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from petseg import decisions, state
-from petseg.decisions import publish
-from petseg.launcher import Instance
-from petseg.state import ServingState
+from petseg.serving import decisions, state
+from petseg.serving.decisions import publish
+from petseg.serving.launcher import Instance
+from petseg.serving.state import ServingState
 
 APPLIED_FILE = "serving-state.json"
 FOLLOW_INTERVAL_S = 3.0

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from petseg.state import ArchiveError, ServingState, VersionSpec, archive_version, load
+from petseg.serving.state import ArchiveError, ServingState, VersionSpec, archive_version, load
 from torchserve_client import ServingReport, TorchServe, TorchServeError
 
 

@@ -8,7 +8,7 @@ Every instance applies the cluster's one serving state before it joins the balan
 one, a replacement in a roll, one that replaces a dead instance), so none drifts from the rest.
 `petseg cluster start|stop|roll|heal` (`make cluster N=2`, `make cluster-stop`) and the suite's
 proofs (spread, failover, rolling replacement, convergence) use this module; the keeper
-(petseg.keeper, started by `petseg cluster start`) uses it to heal the fleet by itself. Every
+(petseg.fleet.keeper, started by `petseg cluster start`) uses it to heal the fleet by itself. Every
 change of the cluster's record happens under its lock (:func:`locked`), so the keeper and an
 operator's `roll` or `heal` take turns.
 """
@@ -33,10 +33,11 @@ import psutil
 
 from frontend_server import DEFAULTS as WEB_DEFAULTS
 from handler.protocol import Ports
-from petseg import state
-from petseg.decider import Fleet
-from petseg.demo import external_command, web_environment
-from petseg.launcher import (
+from petseg.fleet.proxy_gauges import gauge
+from petseg.rollout.decider import Fleet
+from petseg.serving import state
+from petseg.serving.demo import external_command, web_environment
+from petseg.serving.launcher import (
     ROOT,
     Instance,
     bring_up,
@@ -47,7 +48,6 @@ from petseg.launcher import (
     unused_ports,
     wait_answering,
 )
-from petseg.proxy_gauges import gauge
 
 NGINX_TEMPLATE = ROOT / "deploy" / "nginx" / "nginx.conf"
 DEFAULT_ROOT = ROOT / "logs" / "cluster"
@@ -102,10 +102,10 @@ class Cluster:
     started: int = 0
     """Instances started so far: each new one gets a folder of its own."""
     keeper_pid: int = 0
-    """The keeper (petseg.keeper) that heals the cluster; 0: none."""
+    """The keeper (petseg.fleet.keeper) that heals the cluster; 0: none."""
     keeper_metrics_port: int = 0
     scaling: dict[str, float] | None = None
-    """The autoscaler's bounds and pace (petseg.autoscale.Scaling); None: a fixed size."""
+    """The autoscaler's bounds and pace (petseg.fleet.autoscale.Scaling); None: a fixed size."""
 
     @property
     def url(self) -> str:
@@ -330,7 +330,7 @@ def start_cluster(
     scaling: dict[str, float] | None = None,
 ) -> Cluster:
     """``count`` instances and nginx; ``scaling``: the bounds the keeper's autoscaler keeps
-    (petseg.autoscale.Scaling.as_dict())."""
+    (petseg.fleet.autoscale.Scaling.as_dict())."""
     root.mkdir(parents=True, exist_ok=True)
     cluster = Cluster(
         str(root),
