@@ -29,10 +29,9 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import psutil
-
 from frontend_server import DEFAULTS as WEB_DEFAULTS
 from handler.protocol import Ports
+from petseg.fleet import processes
 from petseg.fleet.proxy_gauges import gauge
 from petseg.rollout.decider import Fleet
 from petseg.serving import state
@@ -57,9 +56,6 @@ INSTANCES_FILE = "instances.txt"
 FAIL_TIMEOUT_S = 10
 DRAIN_TIMEOUT_S = WEB_DEFAULTS["TIMEOUT_S"]
 """The proxy's own timeout for one call to TorchServe: no upload outlives it."""
-
-_children: dict[int, subprocess.Popen] = {}
-"""Processes this process started, kept to be waited for (no zombies, no ResourceWarning)."""
 
 
 @dataclass
@@ -137,13 +133,13 @@ def start_member(cluster: Cluster) -> Member:
     cluster.started += 1
     workdir = Path(cluster.root) / f"instance-{cluster.started}"
     instance = Instance(workdir, Path(cluster.store), unused_ports())
-    torchserve = adopt(start(instance))
+    torchserve = processes.adopt(start(instance))
     web = None
     try:
         # The proxy starts beside TorchServe (it answers 503 until the state is applied): a
         # replacement is back a few seconds sooner.
         web_port, operator_port = free_ports(2)
-        web = adopt(start_proxy(instance, web_port, operator_port))
+        web = processes.adopt(start_proxy(instance, web_port, operator_port))
         bring_up(instance, torchserve, Path(cluster.state), timeout=300)
         member = Member(
             str(workdir), asdict(instance.ports), torchserve.pid, web_port, web.pid, operator_port
@@ -152,9 +148,9 @@ def start_member(cluster: Cluster) -> Member:
     except BaseException:
         if web is not None:
             web.terminate()
-            reap(web.pid)
+            processes.reap(web.pid)
         stop(instance)
-        reap(torchserve.pid)
+        processes.reap(torchserve.pid)
         raise
     return member
 
@@ -208,26 +204,17 @@ def start_proxy(instance: Instance, port: int, operator_port: int) -> subprocess
 
 def stop_member(member: Member) -> None:
     """The proxy first (nginx sends what it had in flight elsewhere), then TorchServe."""
-    signal_process(member.web_pid, signal.SIGTERM)
-    reap(member.web_pid)
+    processes.signal_process(member.web_pid, signal.SIGTERM)
+    processes.reap(member.web_pid)
     stop(member.instance)
-    reap(member.torchserve_pid)
+    processes.reap(member.torchserve_pid)
 
 
 def alive(member: Member) -> bool:
     """Both process groups of the instance still have their leaders."""
-    return process_alive(member.web_pid) and process_alive(member.torchserve_pid)
-
-
-def process_alive(pid: int) -> bool:
-    """``pid`` runs (a child of ours is reaped; a zombie left by another parent is dead)."""
-    child = _children.get(pid)
-    if child is not None:
-        return child.poll() is None
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
+    return processes.process_alive(member.web_pid) and processes.process_alive(
+        member.torchserve_pid
+    )
 
 
 def kill_member(member: Member) -> None:
@@ -235,32 +222,7 @@ def kill_member(member: Member) -> None:
     for leader in (member.web_pid, member.torchserve_pid):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(leader, signal.SIGKILL)
-        reap(leader)
-
-
-def adopt(process: subprocess.Popen) -> subprocess.Popen:
-    _children[process.pid] = process
-    return process
-
-
-def signal_process(pid: int, signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signum)
-
-
-def reap(pid: int, timeout: float = 30) -> None:
-    """Wait until ``pid`` is gone (a child of ours is waited for); SIGKILL it after
-    ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not process_alive(pid):
-            break
-        time.sleep(0.1)
-    else:
-        signal_process(pid, signal.SIGKILL)
-    child = _children.pop(pid, None)
-    if child is not None:
-        child.wait()
+        processes.reap(leader)
 
 
 # -- the balancer ------------------------------------------------------------------------------
@@ -296,7 +258,7 @@ def start_nginx(cluster: Cluster) -> None:
     prefix = render_nginx(cluster)
     with (prefix / "nginx.out").open("ab") as log:
         command = [nginx_command(), "-p", str(prefix), "-c", "nginx.conf", "-e", "stderr"]
-        process = adopt(
+        process = processes.adopt(
             subprocess.Popen(
                 [*command, "-g", "daemon off;"],
                 stdout=log,
@@ -316,7 +278,7 @@ def reload_nginx(cluster: Cluster, drained: set[int] = frozenset()) -> None:
         check=True,
         capture_output=True,
     )
-    signal_process(cluster.nginx_pid, signal.SIGHUP)
+    processes.signal_process(cluster.nginx_pid, signal.SIGHUP)
     time.sleep(0.5)  # the master starts new workers and tells the old ones to finish
 
 
@@ -363,7 +325,7 @@ def start_keeper(cluster: Cluster) -> int:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    adopt(keeper)
+    processes.adopt(keeper)
     with locked(root):
         running = Cluster.load(root)
         running.keeper_pid = cluster.keeper_pid = keeper.pid
@@ -404,8 +366,8 @@ def restart_proxy(cluster: Cluster, member: Member) -> Member:
     unchanged), as a kubelet restarts one container of a pod; the member as it is now."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(member.web_pid, signal.SIGKILL)
-    reap(member.web_pid)
-    web = adopt(start_proxy(member.instance, member.web_port, member.operator_port))
+    processes.reap(member.web_pid)
+    web = processes.adopt(start_proxy(member.instance, member.web_port, member.operator_port))
     restarted = dataclasses.replace(member, web_pid=web.pid)
     cluster.members[cluster.members.index(member)] = restarted
     cluster.save()
@@ -424,14 +386,14 @@ def stop_cluster(cluster: Cluster) -> None:
     """The keeper first (it would heal what is being stopped), then nginx and every instance
     as the keeper left them."""
     if cluster.keeper_pid:
-        signal_process(cluster.keeper_pid, signal.SIGTERM)
-        reap(cluster.keeper_pid, timeout=60)
+        processes.signal_process(cluster.keeper_pid, signal.SIGTERM)
+        processes.reap(cluster.keeper_pid, timeout=60)
         with contextlib.suppress(FileNotFoundError):
             cluster = Cluster.load(Path(cluster.root))
     if cluster.nginx_pid:
-        signal_process(cluster.nginx_pid, signal.SIGQUIT)
+        processes.signal_process(cluster.nginx_pid, signal.SIGQUIT)
     for member in cluster.members or []:
         stop_member(member)
     if cluster.nginx_pid:
-        reap(cluster.nginx_pid)
+        processes.reap(cluster.nginx_pid)
     Path(cluster.root, STATE_FILE).unlink(missing_ok=True)
