@@ -4,8 +4,9 @@ The operator's tools write the trial into TorchServe's serving report beside its
 proxy reads it there, so every proxy of a fleet follows the state its own TorchServe applied,
 and a restart resumes the trial, or keeps it ended: a recorded decision
 (torchserve_client.rollout.Decision) stops the trial in every proxy that reads it. Uploads do
-not touch the file: the proxy looks at it at most once every REPORT_STALENESS_S (and reads it
-again only when it changed), so a change reaches it within that bound.
+not read the file: each looks at its stamp (one stat(), microseconds) and the proxy reads it
+again only when it changed, so a change (a person's abort, the decider's) reaches the very next
+upload.
 
 - canary: a share of uploads is answered by the candidate. A candidate that fails (5xx, no
   answer) is counted and the upload is sent to the default: the user is not the one who pays.
@@ -26,11 +27,9 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import random
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -41,7 +40,7 @@ from prometheus_client.core import GaugeMetricFamily
 
 from frontend_server import masks
 from frontend_server.masks import Comparison, Segmentation, compare
-from frontend_server.metrics import LATENCY_BUCKETS
+from frontend_server.metrics import LATENCY_BUCKETS, Family, declare
 from torchserve_client import TorchServe, TorchServeError
 from torchserve_client.report import REPORT_FILE_NAME, ServingReport
 from torchserve_client.rollout import Rollout, TrialCounts
@@ -50,64 +49,60 @@ log = logging.getLogger("frontend_server.rollout")
 SHADOW_THREADS = 2
 SHADOW_QUEUE = 8
 """Shadow comparisons waiting or running at most; beyond, a shadow is skipped (and counted)."""
-REPORT_STALENESS_S = 1.0
-"""How old this proxy's view of the serving report may be: well inside the 10 s in which a
-decision must reach every proxy, and one stat() a second instead of one an upload."""
 AGREEMENT_BUCKETS = (0.5, 0.8, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 0.999, 1.0)
 SHARE_BUCKETS = tuple(round(0.1 * n, 1) for n in range(1, 11))
 
 
-class RolloutMetrics:
-    """The trial's series, in the proxy's registry."""
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.candidate = Counter(
-            "petseg_rollout_candidate_requests",
-            "Requests the candidate version answered (canary) or was sent (shadow), by outcome",
-            ["version", "mode", "outcome"],
-            registry=registry,
-        )
-        self.shadows = Counter(
-            "petseg_rollout_shadow_uploads",
-            "Uploads picked for a shadow comparison, by how it ended",
-            ["version", "outcome"],
-            registry=registry,
-        )
-        self.agreement = Histogram(
-            "petseg_rollout_shadow_agreement",
-            "Share of a photo's pixels the candidate and the default give the same class",
-            ["version"],
-            buckets=AGREEMENT_BUCKETS,
-            registry=registry,
-        )
-        self.iou = Histogram(
-            "petseg_rollout_shadow_iou",
-            "Intersection over union of a class's masks, candidate vs default",
-            ["version", "class_name"],
-            buckets=AGREEMENT_BUCKETS,
-            registry=registry,
-        )
-        self.foreground = Histogram(
-            "petseg_rollout_shadow_foreground",
-            "Share of a photo's pixels segmented as a pet, by the version that said so",
-            ["version", "served_by"],
-            buckets=SHARE_BUCKETS,
-            registry=registry,
-        )
-        self.latency = Histogram(
-            "petseg_rollout_shadow_seconds",
-            "Time of each version's answer to a shadow comparison (the same photo, as RLE)",
-            ["version", "served_by"],
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
-        )
-        self.default_masks = Counter(
-            "petseg_rollout_shadow_default_masks",
-            "Where a shadow comparison took the default version's masks from: the user's "
-            "answer (reused) or a second inference (asked)",
-            ["version", "source"],
-            registry=registry,
-        )
+ROLLOUT_FAMILIES = {
+    "candidate": Family(
+        Counter,
+        "petseg_rollout_candidate_requests",
+        "Requests the candidate version answered (canary) or was sent (shadow), by outcome",
+        ("version", "mode", "outcome"),
+    ),
+    "shadows": Family(
+        Counter,
+        "petseg_rollout_shadow_uploads",
+        "Uploads picked for a shadow comparison, by how it ended",
+        ("version", "outcome"),
+    ),
+    "agreement": Family(
+        Histogram,
+        "petseg_rollout_shadow_agreement",
+        "Share of a photo's pixels the candidate and the default give the same class",
+        ("version",),
+        AGREEMENT_BUCKETS,
+    ),
+    "iou": Family(
+        Histogram,
+        "petseg_rollout_shadow_iou",
+        "Intersection over union of a class's masks, candidate vs default",
+        ("version", "class_name"),
+        AGREEMENT_BUCKETS,
+    ),
+    "foreground": Family(
+        Histogram,
+        "petseg_rollout_shadow_foreground",
+        "Share of a photo's pixels segmented as a pet, by the version that said so",
+        ("version", "served_by"),
+        SHARE_BUCKETS,
+    ),
+    "latency": Family(
+        Histogram,
+        "petseg_rollout_shadow_seconds",
+        "Time of each version's answer to a shadow comparison (the same photo, as RLE)",
+        ("version", "served_by"),
+        LATENCY_BUCKETS,
+    ),
+    "default_masks": Family(
+        Counter,
+        "petseg_rollout_shadow_default_masks",
+        "Where a shadow comparison took the default version's masks from: the user's "
+        "answer (reused) or a second inference (asked)",
+        ("version", "source"),
+    ),
+}
+"""The trial's series (Trial.metrics, by these keys), in the proxy's registry."""
 
 
 class Trial:
@@ -118,21 +113,17 @@ class Trial:
         report_folder: Path,
         client: TorchServe,
         registry: CollectorRegistry,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.path = Path(report_folder) / REPORT_FILE_NAME
         self.client = client
-        self.clock = clock
-        self._looked = -math.inf
-        """When the report's stamp was last looked at (``clock``)."""
         self._names: dict[str, list[str]] = {}
         """Each default version's class names (its model card), for a bare mask answer."""
-        self.metrics = RolloutMetrics(registry)
+        self.metrics = declare(registry, ROLLOUT_FAMILIES)
         registry.register(TrialCollector(self))
         self.shadows = ThreadPoolExecutor(SHADOW_THREADS, thread_name_prefix="shadow")
         self.queued = threading.BoundedSemaphore(SHADOW_QUEUE)
         self._lock = threading.Lock()
-        self._stamp: tuple[int, int] | None = None
+        self._stamp: tuple[int, int, int] | None = None
         self._rollout: Rollout | None = None
         """The report's rollout, decided or not."""
         self._counts = TrialCounts()
@@ -144,13 +135,10 @@ class Trial:
         """The rollout in the report while it takes uploads: no decision ended it and this
         proxy's guard did not stop it."""
         with self._lock:
-            now = self.clock()
-            if now - self._looked >= REPORT_STALENESS_S:
-                self._looked = now
-                stamp = report_stamp(self.path)
-                if stamp != self._stamp:
-                    self._stamp = stamp
-                    self._load()
+            stamp = report_stamp(self.path)
+            if stamp != self._stamp:
+                self._stamp = stamp
+                self._load()
             rollout = self._rollout
             if self.aborted or rollout is None or not rollout.active:
                 return None
@@ -181,7 +169,9 @@ class Trial:
 
     # -- the counts and the guard ---------------------------------------------------------------
     def candidate_answered(self, rollout: Rollout, ok: bool) -> None:
-        self.metrics.candidate.labels(rollout.version, rollout.mode, "ok" if ok else "failed").inc()
+        self.metrics["candidate"].labels(
+            rollout.version, rollout.mode, "ok" if ok else "failed"
+        ).inc()
         with self._lock:
             if not self._counting(rollout):
                 return
@@ -246,7 +236,7 @@ class Trial:
         """Compare the two versions on ``image`` in the background, if there is room;
         ``answered``: the default's answer the user got."""
         if not self.queued.acquire(blocking=False):
-            self.metrics.shadows.labels(rollout.version, "skipped").inc()
+            self.metrics["shadows"].labels(rollout.version, "skipped").inc()
             return
         future = self.shadows.submit(self._compare, rollout, image, content_type, answered)
         future.add_done_callback(lambda _: self.queued.release())
@@ -256,25 +246,25 @@ class Trial:
     ) -> None:
         default = self._default_masks(rollout, image, content_type, answered)
         if default is None:
-            self.metrics.shadows.labels(rollout.version, "default_failed").inc()
+            self.metrics["shadows"].labels(rollout.version, "default_failed").inc()
             return
         candidate = self._rle(rollout, image, content_type, rollout.version)
         self.candidate_answered(rollout, candidate is not None)
         if candidate is None:
-            self.metrics.shadows.labels(rollout.version, "candidate_failed").inc()
+            self.metrics["shadows"].labels(rollout.version, "candidate_failed").inc()
             return
         try:
             result = compare(default, masks.from_rle(candidate))
         except (KeyError, TypeError, ValueError):
-            self.metrics.shadows.labels(rollout.version, "candidate_failed").inc()
+            self.metrics["shadows"].labels(rollout.version, "candidate_failed").inc()
             return
         metrics, version = self.metrics, rollout.version
-        metrics.shadows.labels(version, "compared").inc()
-        metrics.agreement.labels(version).observe(result.agreement)
+        metrics["shadows"].labels(version, "compared").inc()
+        metrics["agreement"].labels(version).observe(result.agreement)
         for name, iou in result.iou.items():
-            metrics.iou.labels(version, name).observe(iou)
+            metrics["iou"].labels(version, name).observe(iou)
         for served_by, share in zip(("default", "candidate"), result.foreground, strict=True):
-            metrics.foreground.labels(version, served_by).observe(share)
+            metrics["foreground"].labels(version, served_by).observe(share)
         self.compared(rollout, result)
 
     def _default_masks(
@@ -284,7 +274,7 @@ class Trial:
         names = self._class_names(answered.version) if answered.output == "mask" else None
         reused = masks.from_answer(answered.output, answered.body, names)
         source = "asked" if reused is None else "reused"
-        self.metrics.default_masks.labels(rollout.version, source).inc()
+        self.metrics["default_masks"].labels(rollout.version, source).inc()
         if reused is not None:
             return reused
         asked = self._rle(rollout, image, content_type, None)
@@ -317,17 +307,18 @@ class Trial:
             answer = None
         served_by = "default" if version is None else "candidate"
         seconds = time.perf_counter() - started
-        self.metrics.latency.labels(rollout.version, served_by).observe(seconds)
+        self.metrics["latency"].labels(rollout.version, served_by).observe(seconds)
         return answer
 
 
-def report_stamp(path: Path) -> tuple[int, int] | None:
-    """What tells a changed report apart: its modification time and size (None: no file)."""
+def report_stamp(path: Path) -> tuple[int, int, int] | None:
+    """What tells a changed report apart: its inode (it is replaced whole, by a rename), its
+    modification time and size (None: no file)."""
     try:
         stat = path.stat()
     except OSError:
         return None
-    return stat.st_mtime_ns, stat.st_size
+    return stat.st_ino, stat.st_mtime_ns, stat.st_size
 
 
 @dataclass(frozen=True)

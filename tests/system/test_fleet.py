@@ -133,7 +133,7 @@ def test_the_fleet_aborts_a_wrong_shadow_once_and_every_proxy_stops(kept):
         reached = all((s["decision"] or {}).get("at") == decision.at for s in seen)
         return seen if reached else None
 
-    # Each proxy looks at its serving report at most once a second; the promise is 10 s.
+    # The decider writes each instance's report after the state: the promise is 10 s.
     wait_for(seen_by_every_proxy, 10, "decision at every proxy")
     seen = seen_by_every_proxy()
     assert seen is not None
