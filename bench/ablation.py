@@ -12,7 +12,7 @@ decode of phone photos serves both and gets both rows.
 Both handlers, switch on and off, run in one process and take turns in rounds, so a machine
 busy with something else slows both alike. ``make bench`` runs the rows for both models after
 the in-process rows; docs/performance.md keeps the figures of mechanisms removed for gaining
-less than ``GAIN_TO_KEEP``.
+less than ``GAIN_TO_KEEP`` (a target of bench/report.py, which also writes the rows' lines).
 """
 
 from __future__ import annotations
@@ -32,13 +32,12 @@ import yaml
 
 from bench.inputs import SIZES, pet_photo
 from bench.pipeline import handle_batch, local_handler
+from bench.report import GAIN_TO_KEEP, ablation_line
+from bench.speed_model import random_weights_model
 from handler.petseg_handler import PetSegHandler
 from handler.spec import SPEC_FILENAME
 from petseg.packaging.archive import MODEL_CONFIG
 from petseg.serving.launcher import ROOT
-
-GAIN_TO_KEEP = 0.10
-"""A mechanism that gains less than this where it applies does not pay for its code."""
 
 
 @dataclass(frozen=True)
@@ -135,16 +134,8 @@ def measure_all(model_dir: Path, served: dict, long: bool = False) -> list[dict]
     rows = []
     for ablation in ABLATIONS:
         rows.append(measure(model_dir, served, ablation, *((6, 3.0) if long else (4, 1.5))))
-        print(line(rows[-1]), flush=True)
+        print(ablation_line(rows[-1]), flush=True)
     return rows
-
-
-def line(row: dict) -> str:
-    verdict = "pays" if row["pays"] else f"UNDER {GAIN_TO_KEEP:.0%}"
-    return (
-        f"  {row['switch']:<28} {row['measure']:<12} {row['photo']:>9}  on {row['on']:>8.2f}"
-        f"  off {row['off']:>8.2f}  gain {row['gain']:>+7.1%}  {verdict:<9} ({row['applies']})"
-    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -157,7 +148,6 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.export_dir / SPEC_FILENAME).is_file():
         print(f"no exported model in {args.export_dir}: run `make train-demo`", file=sys.stderr)
         return 2
-    from bench.run import random_weights_model  # the bench's 256 px model; heavy imports
 
     served = yaml.safe_load(MODEL_CONFIG.read_text())
     with tempfile.TemporaryDirectory() as tmp:
