@@ -18,6 +18,8 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -106,53 +108,83 @@ class InFlight:
                 self.now -= 1
 
 
+@dataclass(frozen=True)
+class Family:
+    """One metric family as dashboards and alerts know it: a row of a table such as
+    PROXY_FAMILIES, so that each name, help text and label set is written once, and ``declare``
+    the one place that turns rows into prometheus_client metrics."""
+
+    kind: type[Counter] | type[Gauge] | type[Histogram]
+    name: str
+    documentation: str
+    labels: tuple[str, ...] = ()
+    buckets: tuple[float, ...] | None = None
+    """A histogram's upper bounds; None for a counter or a gauge."""
+
+
+def declare(registry: CollectorRegistry, families: dict[str, Family]) -> dict[str, Any]:
+    """The metrics of a table of families, registered in ``registry``, by the table's keys."""
+    metrics = {}
+    for key, family in families.items():
+        options = {} if family.buckets is None else {"buckets": family.buckets}
+        metrics[key] = family.kind(
+            family.name, family.documentation, family.labels, registry=registry, **options
+        )
+    return metrics
+
+
+PROXY_FAMILIES = {
+    "requests": Family(
+        Histogram,
+        REQUEST_DURATION,
+        "Time from the app receiving a request (its body already buffered) to its answer",
+        ("route", "status_class", "model_version"),
+        LATENCY_BUCKETS,
+    ),
+    "upstream": Family(
+        Histogram,
+        "petseg_proxy_upstream_duration_seconds",
+        "Time of one prediction call to TorchServe, queueing and token renewal included",
+        buckets=LATENCY_BUCKETS,
+    ),
+    "upload_bytes": Family(
+        Histogram,
+        "petseg_proxy_upload_bytes",
+        "Size of each POST /api/segment request body, multipart envelope included",
+        buckets=UPLOAD_BUCKETS,
+    ),
+    "in_flight": Family(
+        Gauge, "petseg_proxy_requests_in_flight", "Requests the app is working on now"
+    ),
+    "outcomes": Family(
+        Counter,
+        "petseg_proxy_uploads",
+        "POST /api/segment requests by how they ended",
+        ("outcome",),
+    ),
+    "renewals": Family(
+        Counter,
+        "petseg_proxy_token_renewals",
+        "TorchServe keys renewed after TorchServe refused them (expired or rotated)",
+        ("key",),
+    ),
+}
+"""The proxy's own series (ProxyMetrics.series), in the order /metrics lists them."""
+
+
 class ProxyMetrics:
-    """The proxy's metrics (names below) and the registry that exports them."""
+    """The proxy's metrics (PROXY_FAMILIES, by its keys in ``series``) and the registry that
+    exports them."""
 
     def __init__(self) -> None:
         disable_created_metrics()  # no *_created series: Prometheus would store them as gauges
         self.registry = CollectorRegistry()
-        self.requests = Histogram(
-            REQUEST_DURATION,
-            "Time from the app receiving a request (its body already buffered) to its answer",
-            ["route", "status_class", "model_version"],
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
-        )
-        self.upstream = Histogram(
-            "petseg_proxy_upstream_duration_seconds",
-            "Time of one prediction call to TorchServe, queueing and token renewal included",
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
-        )
-        self.upload_bytes = Histogram(
-            "petseg_proxy_upload_bytes",
-            "Size of each POST /api/segment request body, multipart envelope included",
-            buckets=UPLOAD_BUCKETS,
-            registry=self.registry,
-        )
-        self.in_flight = Gauge(
-            "petseg_proxy_requests_in_flight",
-            "Requests the app is working on now",
-            registry=self.registry,
-        )
-        self.outcomes = Counter(
-            "petseg_proxy_uploads",
-            "POST /api/segment requests by how they ended",
-            ["outcome"],
-            registry=self.registry,
-        )
-        self.renewals = Counter(
-            "petseg_proxy_token_renewals",
-            "TorchServe keys renewed after TorchServe refused them (expired or rotated)",
-            ["key"],
-            registry=self.registry,
-        )
+        self.series = declare(self.registry, PROXY_FAMILIES)
         self.upstream_in_flight = InFlight()
         for name in OUTCOMES:  # every series exists from the start: rates and ratios work
-            self.outcomes.labels(name)
+            self.series["outcomes"].labels(name)
         for key in ("inference", "management"):
-            self.renewals.labels(key)
+            self.series["renewals"].labels(key)
         ProcessCollector(registry=self.registry)
 
     def watch_torchserve(self, health: Callable[[], Health]) -> None:
@@ -162,18 +194,18 @@ class ProxyMetrics:
     @contextlib.contextmanager
     def upstream_call(self) -> Iterator[None]:
         """Around one prediction call to TorchServe: timed, and counted while under way."""
-        with self.upstream_in_flight.call(), self.upstream.time():
+        with self.upstream_in_flight.call(), self.series["upstream"].time():
             yield
 
     def token_renewed(self, key: str) -> None:
-        self.renewals.labels(key).inc()
+        self.series["renewals"].labels(key).inc()
 
     def observe_request(self, route: str, status: int, version: str, seconds: float) -> None:
-        self.requests.labels(route, status_class(status), version).observe(seconds)
+        self.series["requests"].labels(route, status_class(status), version).observe(seconds)
 
     def observe_upload(self, size: int, ending: str) -> None:
-        self.upload_bytes.observe(size)
-        self.outcomes.labels(ending).inc()
+        self.series["upload_bytes"].observe(size)
+        self.series["outcomes"].labels(ending).inc()
 
 
 class TorchServeCollector:

@@ -43,7 +43,7 @@ def _metrics() -> ProxyMetrics:
 def start() -> None:
     g.request_id = valid_request_id(request.headers.get(REQUEST_ID_HEADER)) or uuid.uuid4().hex
     g.started = time.perf_counter()
-    _metrics().in_flight.inc()
+    _metrics().series["in_flight"].inc()
 
 
 def finish(response: Response) -> Response:
@@ -73,4 +73,4 @@ def finish(response: Response) -> Response:
 
 def leave(error: BaseException | None) -> None:
     if g.pop("started", None) is not None:
-        _metrics().in_flight.dec()
+        _metrics().series["in_flight"].dec()

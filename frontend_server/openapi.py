@@ -2,17 +2,20 @@
 
 Built from the names and values the code itself uses (handler.protocol: the outputs and their
 media types, the image fields, the tolerance's range, the headers; the app's upload limit), so
-none of them is written twice. tests/unit/test_openapi.py holds the description to the app (every
-/api route described, nothing else) and to the OpenAPI 3.1 schema; tests/integration/
-test_openapi.py runs schemathesis with it against the proxy in front of a real TorchServe, and
-fails on any answer it does not describe: a status, a media type, a header or a JSON field.
+none of them is written twice. This module holds the document and its routes (what each takes
+and answers); frontend_server.openapi_schemas holds the shapes of the bodies, which the document
+lists under components/schemas.
+
+tests/unit/test_openapi.py holds the description to the app (every /api route described,
+nothing else) and to the OpenAPI 3.1 schema; tests/integration/test_openapi.py runs schemathesis
+with it against the proxy in front of a real TorchServe, and fails on any answer it does not
+describe: a status, a media type, a header or a JSON field.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from frontend_server.errors import RETRY_AFTER_S
+from frontend_server.openapi_schemas import COUNT, STRING, Schema, array, obj, ref, schemas
 from handler.protocol import (
     DEFAULT_OUTPUT,
     IMAGE_FIELDS,
@@ -26,194 +29,11 @@ from handler.protocol import (
 )
 from model_training.progress import STATES as TRAINING_STATES
 
-Schema = dict[str, Any]
-
 VERSION = "1.1.0"
 """This description's version (``info.version``): raise it when the API changes."""
 JSON = "application/json"
 UPLOAD_TYPES = "image/*, application/octet-stream"
 """What an image part may be labelled: the handler reads the bytes, whatever the label says."""
-
-
-def ref(name: str) -> Schema:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def obj(required: dict[str, Schema], optional: dict[str, Schema] | None = None) -> Schema:
-    """A closed JSON object: a field the description does not name fails schemathesis' check,
-    so the description cannot fall behind what the handler and the proxy send."""
-    return {
-        "type": "object",
-        "properties": {**required, **(optional or {})},
-        "required": list(required),
-        "additionalProperties": False,
-    }
-
-
-def array(items: Schema, length: int | None = None) -> Schema:
-    schema: Schema = {"type": "array", "items": items}
-    if length is not None:
-        schema.update(minItems=length, maxItems=length)
-    return schema
-
-
-STRING: Schema = {"type": "string"}
-INTEGER: Schema = {"type": "integer"}
-COUNT: Schema = {"type": "integer", "minimum": 0}
-FRACTION: Schema = {"type": "number", "minimum": 0, "maximum": 1}
-SCORES: Schema = {"type": "object", "additionalProperties": {"type": ["number", "null"]}}
-
-
-def schemas() -> dict[str, Schema]:
-    """The bodies' shapes, as the handler (handler/petseg_handler.py, rendering.py,
-    model_card.py), the proxy (errors.py, upstream.py) and waitress (wsgi.py) write them."""
-    found = {
-        "id": INTEGER,
-        "name": STRING,
-        "fraction": FRACTION,
-        "bbox": {**array(COUNT, 4), "description": "[x0, y0, x1, y1], x1 and y1 exclusive"},
-    }
-    frame = {"model": ref("ModelBlock"), "width": COUNT, "height": COUNT}
-    mask_png = {
-        **STRING,
-        "contentEncoding": "base64",
-        "contentMediaType": OUTPUTS["mask"],
-        "description": "palette PNG: pixel values are class ids",
-    }
-    return {
-        "Error": obj(
-            {"code": INTEGER, "message": STRING},
-            {
-                "type": {**STRING, "description": "the model server's kind of error: InputError"},
-                "request_id": {
-                    **STRING,
-                    "description": f"as in the {REQUEST_ID_HEADER} header; absent from the "
-                    "server's own refusals, made before the app runs",
-                },
-            },
-        ),
-        "Color": array({"type": "integer", "minimum": 0, "maximum": 255}, 3),
-        "Class": obj({"id": INTEGER, "name": STRING, "color": ref("Color")}),
-        "Found": obj(found),
-        "ModelBlock": obj(
-            {
-                "name": STRING,
-                "version": STRING,
-                "precision": {**STRING, "examples": ["float32", "bfloat16", "float16"]},
-                "training_data": {
-                    **STRING,
-                    "examples": ["synthetic", "oxford-iiit-pet", "kaggle-oxford-iiit-pet"],
-                },
-            }
-        ),
-        "Segmentation": obj(
-            {
-                **frame,
-                "classes": array(ref("Class")),
-                "found": {**array(ref("Found")), "description": "every class found but background"},
-                "foreground_fraction": FRACTION,
-                "mask_png": mask_png,
-                "overlay_jpeg": {
-                    **STRING,
-                    "contentEncoding": "base64",
-                    "contentMediaType": OUTPUTS["overlay"],
-                },
-                "batch_size": {"type": "integer", "minimum": 1},
-                "timings_ms": obj(
-                    {
-                        step: {"type": "number"}
-                        for step in ("preprocess", "inference", "postprocess")
-                    }
-                ),
-            }
-        ),
-        "RleMasks": obj(
-            {
-                **frame,
-                "masks": array(ref("RleMask")),
-            }
-        ),
-        "Labels": obj({**frame, "masks": array(ref("RleMask")), "mask_png": mask_png}),
-        "RleMask": obj(
-            {
-                **found,
-                "area": COUNT,
-                "rle": obj(
-                    {
-                        "size": {**array(COUNT, 2), "description": "[height, width]"},
-                        "counts": {**STRING, "description": "COCO compressed counts, column-major"},
-                    }
-                ),
-            }
-        ),
-        "Polygons": obj(
-            {
-                "type": {"const": "FeatureCollection"},
-                "features": array(
-                    obj(
-                        {
-                            "type": {"const": "Feature"},
-                            "properties": obj({**found, "color": ref("Color")}),
-                            "geometry": obj(
-                                {
-                                    "type": {"const": "MultiPolygon"},
-                                    "coordinates": {
-                                        **array(array(array(array({"type": "number"}, 2)))),
-                                        "description": "per region an outer ring, then its "
-                                        "holes; closed rings of [x, y] pixel corners",
-                                    },
-                                }
-                            ),
-                        }
-                    )
-                ),
-                **frame,
-                "tolerance": {"type": "number", "minimum": 0, "maximum": MAX_TOLERANCE},
-            }
-        ),
-        "ModelCard": obj(
-            {
-                "name": STRING,
-                "version": STRING,
-                "architecture": STRING,
-                "classes": array(ref("Class")),
-                "input_size": {"type": "integer", "minimum": 1},
-                "precision": STRING,
-                "training_data": {
-                    "type": "object",
-                    "properties": {"kind": STRING},
-                    "required": ["kind"],
-                    "description": "kind, and what the model spec says: name, images, "
-                    "epochs_trained, encoder_weights, border",
-                },
-                "evaluation": {
-                    "type": "object",
-                    "properties": {
-                        "split": {"type": ["string", "null"]},
-                        "images": {"type": ["integer", "null"]},
-                        "dataset": SCORES,
-                        "per_image": SCORES,
-                    },
-                    "description": "the evaluation's headline scores; empty if none was run",
-                },
-                "default_version": STRING,
-                "versions": array(STRING),
-            }
-        ),
-        "Health": obj(
-            {
-                "torchserve": {"enum": ["up", "down"]},
-                "ready_workers": COUNT,
-                "workers": COUNT,
-                "detail": STRING,
-                "serving_state": {"enum": ["applied", "not applied yet"]},
-                "problems": {
-                    **array(STRING),
-                    "description": "what TorchServe could not serve of its declared state",
-                },
-            }
-        ),
-    }
 
 
 def header(description: str, schema: Schema = STRING, required: bool = True) -> Schema:
@@ -236,13 +56,20 @@ def answer(description: str, content: Schema, **headers: Schema) -> Schema:
     return {"description": description, "headers": headers, "content": content}
 
 
-def error(description: str, *, from_app: bool = True, **headers: Schema) -> Schema:
-    """A JSON error; ``from_app``: the app wrote it (with the request's id), not the server."""
+def json_answer(
+    description: str, schema: Schema, *, from_app: bool = True, **headers: Schema
+) -> Schema:
+    """A JSON answer; ``from_app``: the app wrote it (with the request's id), not the server."""
     return answer(
         description,
-        {JSON: {"schema": ref("Error")}},
+        {JSON: {"schema": schema}},
         **{REQUEST_ID_HEADER: request_id(required=from_app), **headers},
     )
+
+
+def error(description: str, *, from_app: bool = True, **headers: Schema) -> Schema:
+    """A JSON error (see ``json_answer``)."""
+    return json_answer(description, ref("Error"), from_app=from_app, **headers)
 
 
 def responses() -> dict[str, Schema]:
@@ -304,15 +131,38 @@ OUTPUT_SCHEMAS = {
 """Each output's body (handler.protocol.OUTPUTS holds its media type)."""
 
 
+def operation(
+    operation_id: str,
+    summary: str,
+    responses: dict[str, Schema],
+    *,
+    description: str | None = None,
+    parameters: tuple[Schema, ...] = (CALLER_ID,),
+    request_body: Schema | None = None,
+) -> Schema:
+    """One route's operation, its fields in the order OpenAPI lists them; an operation without
+    a description or a request body leaves the field out. Every route takes the caller's id
+    (CALLER_ID); ``parameters`` names any others before it."""
+    fields = {
+        "operationId": operation_id,
+        "summary": summary,
+        "description": description,
+        "parameters": list(parameters),
+        "requestBody": request_body,
+        "responses": responses,
+    }
+    return {name: value for name, value in fields.items() if value is not None}
+
+
 def segment(max_upload_mb: float) -> Schema:
     image = {"type": "string", "format": "binary"}
-    return {
-        "operationId": "segment",
-        "summary": "Segment one photo: the cat and dog pixels, in the form asked for",
-        "description": "The image goes to TorchServe as it was uploaded. JPEG, PNG, WebP, BMP, "
+    return operation(
+        "segment",
+        "Segment one photo: the cat and dog pixels, in the form asked for",
+        description="The image goes to TorchServe as it was uploaded. JPEG, PNG, WebP, BMP, "
         "GIF (first frame) and TIFF are read, EXIF orientation applied; the mask has the "
         "photo's own size.",
-        "parameters": [
+        parameters=(
             {
                 "name": OUTPUT_FIELD,
                 "in": "query",
@@ -329,8 +179,8 @@ def segment(max_upload_mb: float) -> Schema:
             },
             VERSION_PARAMETER,
             CALLER_ID,
-        ],
-        "requestBody": {
+        ),
+        request_body={
             "required": True,
             "description": f"multipart/form-data with the image in a file field named "
             f"{IMAGE_FIELDS[0]!r} ({', '.join(map(repr, IMAGE_FIELDS[1:]))} are read too, in "
@@ -346,7 +196,7 @@ def segment(max_upload_mb: float) -> Schema:
                 }
             },
         },
-        "responses": {
+        responses={
             "200": answer(
                 "the segmentation, in the form ?output= asked for",
                 {OUTPUTS[name]: {"schema": schema} for name, schema in OUTPUT_SCHEMAS.items()},
@@ -369,44 +219,40 @@ def segment(max_upload_mb: float) -> Schema:
             "502": error("TorchServe failed in an unexpected way"),
             **shared("UnknownVersion", "TooSlow", "Internal", "Unavailable", "Timeout"),
         },
-    }
+    )
 
 
 def model_card() -> Schema:
-    return {
-        "operationId": "model",
-        "summary": "The model card of a version, and the versions TorchServe holds",
-        "parameters": [VERSION_PARAMETER, CALLER_ID],
-        "responses": {
-            "200": answer(
-                "what the model is and was trained on, and how it scored",
-                {JSON: {"schema": ref("ModelCard")}},
-                **{REQUEST_ID_HEADER: request_id()},
+    return operation(
+        "model",
+        "The model card of a version, and the versions TorchServe holds",
+        parameters=(VERSION_PARAMETER, CALLER_ID),
+        responses={
+            "200": json_answer(
+                "what the model is and was trained on, and how it scored", ref("ModelCard")
             ),
             **shared("UnknownVersion", "TooSlow", "Internal", "Unavailable", "Timeout"),
         },
-    }
+    )
 
 
 def health() -> Schema:
-    return {
-        "operationId": "health",
-        "summary": "Whether the model can serve: for readiness probes and balancers",
-        "parameters": [CALLER_ID],
-        "responses": {
-            "200": answer(
+    return operation(
+        "health",
+        "Whether the model can serve: for readiness probes and balancers",
+        responses={
+            "200": json_answer(
                 "TorchServe applied its serving state and the default version has a ready worker",
-                {JSON: {"schema": ref("Health")}},
-                **{REQUEST_ID_HEADER: request_id()},
+                ref("Health"),
             ),
-            "503": answer(
+            "503": json_answer(
                 "not ready, with the reason (or the server's own refusal: too many connections)",
-                {JSON: {"schema": {"anyOf": [ref("Health"), ref("Error")]}}},
-                **{REQUEST_ID_HEADER: request_id(required=False)},
+                {"anyOf": [ref("Health"), ref("Error")]},
+                from_app=False,
             ),
             **shared("TooSlow", "Internal"),
         },
-    }
+    )
 
 
 def training() -> Schema:
@@ -424,38 +270,30 @@ def training() -> Schema:
             "history": {**array(point), "description": "one point per epoch done"},
         }
     )
-    return {
-        "operationId": "training",
-        "summary": "The training of the first model, while the page waits for it",
-        "description": "`petseg run` starts the page at once and trains the demo model if there "
+    return operation(
+        "training",
+        "The training of the first model, while the page waits for it",
+        description="`petseg run` starts the page at once and trains the demo model if there "
         "is none: training, exporting, starting (TorchServe), then ready, or failed with the "
         "reason in detail. Ready too where the app waits for no training.",
-        "parameters": [CALLER_ID],
-        "responses": {
-            "200": answer(
-                "the progress, as the trainer and `petseg run` last wrote it",
-                {JSON: {"schema": progress}},
-                **{REQUEST_ID_HEADER: request_id()},
+        responses={
+            "200": json_answer(
+                "the progress, as the trainer and `petseg run` last wrote it", progress
             ),
             **shared("TooSlow", "Internal", "Unavailable"),
         },
-    }
+    )
 
 
 def description() -> Schema:
-    return {
-        "operationId": "openapi",
-        "summary": "This description",
-        "parameters": [CALLER_ID],
-        "responses": {
-            "200": answer(
-                "OpenAPI 3.1",
-                {JSON: {"schema": {"type": "object"}}},
-                **{REQUEST_ID_HEADER: request_id()},
-            ),
+    return operation(
+        "openapi",
+        "This description",
+        responses={
+            "200": json_answer("OpenAPI 3.1", {"type": "object"}),
             **shared("TooSlow", "Internal", "Unavailable"),
         },
-    }
+    )
 
 
 def document(max_upload_mb: float) -> Schema:
