@@ -38,6 +38,7 @@ from tests.support import images
 from tests.support.cli import petseg
 from tests.support.stack import running_cluster, scraped
 from tests.support.versions import EVERY_PIXEL_A_CAT, perturbed_archive
+from tests.support.waiting import settled, wait_for
 
 PHOTO = images.jpeg(200, 150)
 WRONG = "2.0"
@@ -69,15 +70,6 @@ def everywhere(cluster: fleet.Cluster, *argv: str):
 def record(cluster: fleet.Cluster) -> fleet.Cluster:
     """The cluster as its record says now (the keeper replaces members)."""
     return fleet.Cluster.load(Path(cluster.root))
-
-
-def wait_for(check: Callable[[], object], timeout: float, what: str) -> float:
-    """Seconds until ``check()`` is true; fails after ``timeout``."""
-    started = time.monotonic()
-    while not check():
-        assert time.monotonic() - started < timeout, f"no {what} after {timeout} s"
-        time.sleep(0.2)
-    return time.monotonic() - started
 
 
 def upload(session: requests.Session, url: str) -> int:
@@ -155,20 +147,6 @@ def test_the_fleet_aborts_a_wrong_shadow_once_and_every_proxy_stops(kept):
     assert "aborted" in status.stdout and decision.reason in status.stdout, status.stdout
     refused = everywhere(kept, "rollout", "promote")
     assert refused.returncode == 2 and "was aborted" in refused.stderr
-
-
-def settled(read: Callable[[], object], quiet_s: float = 3.0, timeout: float = 120) -> object:
-    """``read()`` once it stopped changing for ``quiet_s``: shadows queued before the decision
-    (a proxy holds up to 8) still run and are counted after it, later on a loaded machine."""
-    started = time.monotonic()
-    last, since = read(), time.monotonic()
-    while time.monotonic() - since < quiet_s:
-        assert time.monotonic() - started < timeout, f"still changing after {timeout} s: {last}"
-        time.sleep(0.5)
-        now = read()
-        if now != last:
-            last, since = now, time.monotonic()
-    return last
 
 
 def proxies(members: list[fleet.Member]) -> list[str]:

@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +33,7 @@ from petseg.serving import demo
 from petseg.serving.demo import external_command, web_environment
 from petseg.serving.launcher import ROOT, Instance, free_ports, unused_ports
 from tests.support import images, traffic
+from tests.support.waiting import wait_for
 from torchserve_client import ServingReport
 
 UPLOAD = images.jpeg(160, 120)
@@ -322,15 +323,6 @@ def uploads_for(url: str, seconds: float) -> list[Upload]:
     while time.monotonic() < end:
         done.append(upload(url))
     return done
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> float:
-    """Seconds until ``condition()`` holds (polled 10 times a second)."""
-    started = time.monotonic()
-    while not condition():
-        assert time.monotonic() - started < timeout, f"{what}: not after {timeout} s"
-        time.sleep(0.1)
-    return time.monotonic() - started
 
 
 def test_slow_headers_and_bodies_leave_other_uploads_fast(server, tmp_path):
