@@ -23,6 +23,7 @@ from petseg.fleet import cluster as fleet
 from petseg.packaging.archive import build_archive
 from petseg.serving import state
 from tests.support import images
+from tests.support.balanced import RESENT, post_photo
 from tests.support.cli import petseg
 from tests.support.stack import running_cluster
 
@@ -65,26 +66,10 @@ def cluster(store, tmp_path_factory):
         yield running
 
 
-RETRIED: list[float] = []
-"""When a client sent a request again because its kept-alive connection closed before any answer."""
-
-
 def segment(session: requests.Session, url: str) -> Answer:
-    """One upload, sent again once if the connection closes before any answer, as browsers do
-    on a reused keep-alive connection: nginx's graceful reload (a roll) closes idle kept-alive
-    connections, and a request may race that close. Inference is safe to send again."""
-    for attempt in range(2):
-        try:
-            response = session.post(
-                f"{url}/api/segment", files={"file": ("a.jpg", PHOTO)}, timeout=60
-            )
-            break
-        except requests.ConnectionError:
-            if attempt:
-                return Answer(0, None, time.time())
-            RETRIED.append(time.time())
-        except requests.RequestException:
-            return Answer(0, None, time.time())
+    response = post_photo(session, url, PHOTO)
+    if response is None:
+        return Answer(0, None, time.time())
     version = response.json()["model"]["version"] if response.status_code == 200 else None
     return Answer(response.status_code, version, time.time())
 
@@ -181,7 +166,7 @@ def test_a_rolling_replacement_with_a_new_version_loses_no_request(cluster):
     print(
         f"rolling replacement: {len(answers)} requests, all 200; "
         f"versions {Counter(a.version for a in answers)}; "
-        f"{len(RETRIED)} sent again after a kept-alive connection closed"
+        f"{len(RESENT)} sent again after a kept-alive connection closed"
     )
 
 
