@@ -37,6 +37,7 @@ import threading
 import time
 
 from flask import Flask
+from waitress import wasyncore
 from waitress.adjustments import Adjustments
 from waitress.channel import ClientDisconnected, HTTPChannel
 from waitress.parser import HTTPRequestParser
@@ -251,9 +252,13 @@ class Server(TcpWSGIServer):
         super().run()
 
     def close(self) -> None:
-        if self.operator is not None:
-            self.operator.close()
-        super().close()
+        """The listeners and every connection still open: waitress's close() stops only the
+        listening socket, and a client's idle kept-alive connection (a browser's) keeps the
+        serve loop, and the thread that runs it, going."""
+        for server in (self.operator, self):
+            if server is not None:
+                TcpWSGIServer.close(server)
+                wasyncore.close_all(server._map)
 
     def handle_accept(self) -> None:
         full = len(self.active_channels) >= self.limit

@@ -7,6 +7,7 @@ import inspect
 import json
 import re
 import socket
+import threading
 from importlib.metadata import version
 from pathlib import Path
 
@@ -126,3 +127,26 @@ def test_what_the_server_answers_before_the_app_is_json_with_the_security_header
     assert {name: headers.get(name) for name in SECURITY_HEADERS} == SECURITY_HEADERS
     answer = json.loads(body)
     assert answer["code"] == status and answer["message"]
+
+
+def test_closing_the_server_ends_its_loop_while_a_client_keeps_its_connection_open(tmp_path):
+    """An idle kept-alive connection (a browser's), to the public port and to the operators',
+    must not keep the serve loop, and the thread that runs it, going after close()."""
+    config = offline_config(tmp_path, METRICS_ADDRESS="127.0.0.1:0")
+    server = wsgi.make_server(create_app(config), "127.0.0.1", 0, threads=1)
+    loop = threading.Thread(target=server.run, daemon=True)
+    loop.start()
+    ports = (server.effective_port, server.operator.effective_port)
+    paths = ("/", "/metrics")
+    clients = [socket.create_connection(("127.0.0.1", int(port)), 10) for port in ports]
+    try:
+        for client, path in zip(clients, paths, strict=True):
+            client.sendall(f"GET {path} HTTP/1.1\r\nHost: a\r\n\r\n".encode())
+            assert client.recv(65536).startswith(b"HTTP/1.1 200"), path  # and it stays open
+        server.close()
+        loop.join(timeout=5)
+        assert not loop.is_alive(), "the serve loop still runs after close()"
+        assert all(client.recv(1) == b"" for client in clients), "a connection stayed open"
+    finally:
+        for client in clients:
+            client.close()
