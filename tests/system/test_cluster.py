@@ -1,6 +1,7 @@
 """Two instances (TorchServe + web proxy each) behind a real nginx, one serving state: spread,
-fleet management, a rolling replacement with a new model version, and the loss of a whole
-instance under load, then its replacement converging to the fleet's state.
+a folder labelled through the balancer (`petseg predict`), fleet management, a rolling
+replacement with a new model version, and the loss of a whole instance under load, then its
+replacement converging to the fleet's state.
 
 Every proof counts what clients saw and reads nginx's access log, which names the instance(s)
 each request went to. Figures are printed for docs/several-instances.md, not asserted as timings.
@@ -25,6 +26,7 @@ from petseg.serving import state
 from tests.support import images
 from tests.support.balanced import RESENT, post_photo
 from tests.support.cli import petseg
+from tests.support.photos import coco_images, mask_path, photo_tree, report
 from tests.support.stack import running_cluster
 
 PHOTO = images.jpeg(200, 150)
@@ -119,6 +121,33 @@ def test_requests_spread_over_both_instances(cluster):
         f"spread of 200 requests at 16 clients: {shares}; throughput with both instances: "
         f"{throughput(cluster.url):.1f} img/s"
     )
+
+
+def test_a_folder_through_the_balancer_is_spread_over_both_instances(cluster, tmp_path):
+    """`petseg predict` on a folder through nginx gives what it gives against one TorchServe."""
+    photos, out = tmp_path / "photos", tmp_path / "labels"
+    names = photo_tree(photos, 24)
+    started = time.time()
+    done = petseg(
+        "predict",
+        str(photos),
+        "--url",
+        cluster.url,
+        "--out-dir",
+        str(out),
+        "--overlay",
+        "--coco",
+        str(out / "coco.json"),
+        "--concurrency",
+        "4",
+    )
+    assert done.returncode == 0, done.stderr
+    assert report(out)["segmented"] == 24 and report(out)["target"] == cluster.url
+    assert sorted(coco_images(out)) == names
+    assert all(mask_path(out, name).is_file() for name in names)
+    served = Counter(hop.tried[-1] for hop in hops(cluster, started) if hop.status == 200)
+    assert set(served) == set(map(address, cluster.members))
+    assert sum(served.values()) == 24 + 1  # and the model card
 
 
 def served(member: fleet.Member) -> tuple[str, dict[str, int]]:
