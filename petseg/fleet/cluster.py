@@ -47,6 +47,7 @@ from petseg.serving.launcher import (
     unused_ports,
     wait_answering,
 )
+from torchserve_client.report import write_atomically
 
 NGINX_TEMPLATE = ROOT / "deploy" / "nginx" / "nginx.conf"
 DEFAULT_ROOT = ROOT / "logs" / "cluster"
@@ -108,9 +109,10 @@ class Cluster:
         return f"http://127.0.0.1:{self.port}"
 
     def save(self) -> None:
-        Path(self.root, STATE_FILE).write_text(json.dumps(asdict(self), indent=2) + "\n")
+        """Replaced atomically: the keeper saves while operators and tests read it."""
+        write_atomically(Path(self.root, STATE_FILE), json.dumps(asdict(self), indent=2) + "\n")
         folders = "".join(f"{member.workdir}\n" for member in self.members or [])
-        Path(self.root, INSTANCES_FILE).write_text(folders)
+        write_atomically(Path(self.root, INSTANCES_FILE), folders)
 
     def fleet(self) -> Fleet:
         """What the rollout's decider looks at: every instance and its proxy's listener."""
