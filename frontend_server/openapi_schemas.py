@@ -112,7 +112,17 @@ def schemas() -> dict[str, Schema]:
                 "masks": array(ref("RleMask")),
             }
         ),
-        "Labels": obj({**frame, "masks": array(ref("RleMask")), "mask_png": mask_png}),
+        "Labels": obj(
+            {
+                **frame,
+                "masks": array(ref("RleMask")),
+                "mask_png": mask_png,
+                "confidence": {
+                    **FRACTION,
+                    "description": "the mean over pixels of the largest class probability",
+                },
+            }
+        ),
         "RleMask": obj(
             {
                 **found,

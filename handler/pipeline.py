@@ -166,8 +166,9 @@ class Pipeline:
                 body = self._overlay_jpeg(item)
             case "rle" | "labels":  # labels: the rle answer with the mask PNG
                 answer = {**self._frame(item), "masks": rle_masks(item.labels, item.found)}
-                if output == "labels":
+                if output == "labels":  # what a pre-annotation is made of, and its score
                     answer["mask_png"] = b64(mask_png(item.labels, self.spec.palette))
+                    answer["confidence"] = round(1 - item.quality.uncertainty, 4)
                 body = json.dumps(answer)
             case _:  # polygons: a GeoJSON FeatureCollection, our fields beside its own
                 tolerance = item.request.tolerance

@@ -147,6 +147,8 @@ def test_the_labels_answer_is_the_mask_png_with_the_rle_answer(handler):
     rle, labelled = json.loads(rle), json.loads(labelled)
     png = images.from_base64(labelled.pop("mask_png"))
     assert png.mode == "P" and png.size == (120, 90)
+    # the mean over pixels of the largest of 3 class probabilities: at least a third
+    assert 1 / 3 < labelled.pop("confidence") <= 1
     assert labelled == rle  # the rest is the rle answer, field for field
     assert rle["masks"], "the tiny model finds pets in this photo"
     for entry in labelled["masks"]:
