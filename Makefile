@@ -12,6 +12,8 @@ EXPORT_DIR ?= exported/petseg
 include config/train-demo.mk
 
 # Real-data training: make train DATA=/path/to/oxford-iiit-pet [RUN=runs/oxford TRAIN_ARGS='...']
+# An annotation tool's export trains too: DATA=export.json TRAIN_ARGS='--images MEDIA' (it is
+# converted into $(RUN)/data, which the evaluation then reads: docs/labelling.md).
 # Epochs, input size, batch size...: `petseg train --help` holds the defaults.
 RUN        ?= runs/train
 TRAIN_ARGS ?=
@@ -75,7 +77,8 @@ train-demo: $(DEMO_DATA)/annotations/test.txt
 train: | $(STAMP)
 	@test -n "$(DATA)" || { echo "usage: make train DATA=/path/to/dataset"; exit 2; }
 	$(PETSEG) train --data $(DATA) --out $(RUN) $(TRAIN_ARGS)
-	$(PETSEG) evaluate --model $(RUN)/best.pt --data $(DATA) --out $(RUN)/eval
+	$(PETSEG) evaluate --model $(RUN)/best.pt --out $(RUN)/eval --data \
+		$$(test -f $(RUN)/data/petseg-export.json && echo $(RUN)/data || echo $(DATA))
 	$(PETSEG) export --checkpoint $(RUN)/best.pt \
 		--metrics $(RUN)/eval/metrics.json --out $(EXPORT_DIR)
 

@@ -15,6 +15,7 @@ an epoch; the training loop counts and reports them.
 from __future__ import annotations
 
 import csv
+import json
 import random
 from collections import Counter
 from collections.abc import Callable
@@ -26,6 +27,7 @@ import torch
 from PIL import Image
 
 from handler.spec import IGNORE_INDEX, SPECIES_CLASS
+from model_training.exports import EXPORT_MARKER
 
 TRIMAP_PET, TRIMAP_BACKGROUND, TRIMAP_BORDER = 1, 2, 3
 SYNTHETIC_MARKER = "petseg-synthetic.json"
@@ -254,4 +256,8 @@ def describe(root: Path) -> dict[str, object]:
     root = Path(root)
     layout = detect_layout(root)
     kind = "synthetic" if (root / SYNTHETIC_MARKER).is_file() else KINDS[layout]
-    return {"kind": kind, "path": str(root.resolve()), "layout": layout, "name": root.name}
+    described = {"kind": kind, "path": str(root.resolve()), "layout": layout, "name": root.name}
+    if (root / EXPORT_MARKER).is_file():  # converted from an export: say which
+        export = json.loads((root / EXPORT_MARKER).read_text())
+        described.update(kind=f"{export['kind']}-export", export=export["export"])
+    return described

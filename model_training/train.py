@@ -27,6 +27,7 @@ from tqdm import tqdm
 from handler.model import autocast_dtype
 from handler.spec import ModelSpec
 from model_training.datasets import PetSegmentation, SkipLog, describe, find_samples
+from model_training.exports import convert, is_export
 from model_training.loops import make_loader, train_one_epoch, validate
 from model_training.losses import SegmentationLoss
 from model_training.network import AUTO, build_training_model, choose_encoder_weights
@@ -136,6 +137,19 @@ def setup(args: argparse.Namespace) -> Run:
     if device.type == "cpu" and args.threads:
         torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
+    if is_export(args.data):  # an annotation tool's export: its masks as a dataset in OUT/data
+        converted = args.out / "data"
+        read = convert(
+            args.data,
+            converted,
+            args.classes,
+            args.images,
+            args.skip_bad_labels,
+            args.val_fraction,
+            args.seed,
+        )
+        print(f"export {args.data}: {read.summary()}; as a dataset in {converted}")
+        args.data = converted
     resume = load_checkpoint(args.out / "last.pt") if args.resume else None
     if resume:  # the checkpoint holds the spec and every weight
         spec, weights = ModelSpec.from_dict(resume["spec"]), None
@@ -269,7 +283,20 @@ def main(args: argparse.Namespace) -> dict[str, float]:
 
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", type=Path, required=True, help="dataset folder (Oxford or Kaggle)")
+    p.add_argument(
+        "--data",
+        type=Path,
+        required=True,
+        help="dataset folder (Oxford or Kaggle layout), or an annotation tool's export: Label "
+        "Studio's JSON, or a folder with a COCO file (Label Studio's COCO export)",
+    )
+    p.add_argument("--images", type=Path, help="an export's photos (default: beside it)")
+    p.add_argument(
+        "--skip-bad-labels",
+        action="store_true",
+        help="leave out an export's tasks that cannot be read (unknown labels, empty masks, "
+        "missing images), and say how many, instead of stopping",
+    )
     p.add_argument("--out", type=Path, required=True, help="run folder for checkpoints and logs")
     p.add_argument("--classes", choices=["multiclass", "binary"], default="multiclass")
     p.add_argument(

@@ -12,6 +12,8 @@ Its subpackages, one job each, and each only imports those above it in this list
   (`petseg cluster`).
 - ``bulk``: many photos through TorchServe or the web API, to masks, COCO and a report
   (`petseg predict` with folders).
+- ``labelling``: petseg in Label Studio: the ML backend that pre-annotates its tasks, and tasks
+  files with predictions (`petseg label-studio`, `petseg predict --label-studio`).
 
 ``petseg.cli`` is the command line over all of them.
 """

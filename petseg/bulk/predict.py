@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from PIL import Image
@@ -71,6 +71,8 @@ class Options:
     resume: bool
     limit: int | None
     """Only the first photos by name (a trial run, which --resume continues)."""
+    scored: bool = False
+    """Keep each photo's confidence (a pre-annotation's score: the labels answer carries it)."""
 
     @property
     def output(self) -> str:
@@ -80,32 +82,53 @@ class Options:
         PNG to make them), else the mask PNG alone."""
         if self.overlay:
             return "json"
-        return "labels" if self.coco is not None and self.tolerance is None else "mask"
+        rle = self.coco is not None and self.tolerance is None
+        return "labels" if rle or self.scored else "mask"
 
 
-def command(args: argparse.Namespace, instance: Instance) -> int:
+class Extra(Protocol):
+    """Another file made from the run's journal, beside the COCO file (e.g. Label Studio's
+    tasks, petseg.labelling.tasks_file): told the model first, to refuse a misuse before any
+    photo is sent, then handed the finished run."""
+
+    scored: bool
+    """It needs each photo's confidence."""
+
+    def start(self, card: dict[str, Any]) -> None: ...
+
+    def finish(self, run: BulkRun) -> str:
+        """Write the file; the line that says where."""
+        ...
+
+
+def command(args: argparse.Namespace, instance: Instance, extra: Extra | None = None) -> int:
     """The bulk `petseg predict`: 0 when every photo was segmented, 1 when some failed, 130
     when stopped by Ctrl-C (usage errors raise ValueError: exit 2)."""
-    options = options_from(args)
+    options = options_from(args, scored=extra is not None and extra.scored)
     collection = collect(args.images, options.out_dir)
     if args.url:
         target: Target = WebApi(args.url, args.timeout)
     else:
         target = Direct(instance.client(timeout=args.timeout))
     card = target.model_card()
+    if extra is not None:
+        extra.start(card)
     options.out_dir.mkdir(parents=True, exist_ok=True)
     if options.coco is not None:
         options.coco.parent.mkdir(parents=True, exist_ok=True)
-    tally = BulkRun(target, card, collection, options).run()
+    bulk_run = BulkRun(target, card, collection, options)
+    tally = bulk_run.run()
     print(tally.summary())
     print(f"masks in {options.out_dir}, report {options.out_dir / REPORT_NAME}")
     if options.coco is not None:
         print(f"COCO file {options.coco}")
+    if extra is not None:
+        print(extra.finish(bulk_run))
     tally.show_failures()
     return tally.exit_status
 
 
-def options_from(args: argparse.Namespace) -> Options:
+def options_from(args: argparse.Namespace, scored: bool = False) -> Options:
     """The run's options, or a ValueError naming the misuse."""
     if not args.out_dir:
         raise ValueError("several photos, a folder or a glob need --out-dir DIR for the masks")
@@ -126,6 +149,7 @@ def options_from(args: argparse.Namespace) -> Options:
         concurrency=args.concurrency,
         resume=args.resume,
         limit=args.limit,
+        scored=scored,
     )
 
 
@@ -329,7 +353,9 @@ class BulkRun:
             "polygons": tolerance,
             "annotations": None,
         }
-        if output == "labels":
+        if self.options.scored:
+            record["confidence"] = answer.get("confidence")
+        if self.options.coco is not None and output == "labels" and tolerance is None:
             record["annotations"] = coco.served_annotations(answer, self.class_ids)
         elif self.options.coco is not None:
             found = coco.annotations(np.asarray(labels), self.class_ids, tolerance)

@@ -35,17 +35,19 @@ class Target(Protocol):
 
 
 class Direct:
-    """TorchServe's inference API, keys from its key file (renewed when they expire)."""
+    """TorchServe's inference API, keys from its key file (renewed when they expire); the
+    default version, or the one named."""
 
-    def __init__(self, client: TorchServe) -> None:
+    def __init__(self, client: TorchServe, version: str | None = None) -> None:
         self.client = client
+        self.version = version
         self.where = client.inference_url
 
     def segment(self, photo: bytes, content_type: str | None, output: str) -> Reply:
-        return self.client.predict(photo, content_type, output)
+        return self.client.predict(photo, content_type, output, self.version)
 
     def model_card(self) -> dict[str, Any]:
-        return self.client.model_card()
+        return self.client.model_card(self.version)
 
 
 class WebApi:

@@ -16,6 +16,7 @@
                                              several instances behind nginx, one state
     petseg rollout shadow|canary V --percent P | promote | abort | status
                                              try a new version on live traffic
+    petseg label-studio serve|config          pre-annotations for a Label Studio project
     petseg --instances FILE models ...       the same model command on every instance
 
 The serving state (config/serving.json, or --state) declares the versions, the default and
@@ -32,7 +33,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from petseg.cli import cluster, operations, rollout, serving
+from petseg.cli import cluster, labelling, operations, rollout, serving
 from petseg.cli.instances import USER_ERRORS
 from petseg.serving import launcher, state
 
@@ -74,6 +75,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     operations.add_commands(commands)
     rollout.add_commands(commands)
     cluster.add_commands(commands)
+    labelling.add_commands(commands)
     return parser
 
 

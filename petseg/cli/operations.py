@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from handler.protocol import OUTPUTS
 from petseg.bulk import photos
 from petseg.cli.instances import members_of, operate
 from petseg.serving import changes, launcher, models
+
+if TYPE_CHECKING:
+    from petseg.labelling.tasks_file import TasksFile
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -93,6 +97,19 @@ def add_bulk(predict: argparse.ArgumentParser) -> None:
     bulk_run.add_argument(
         "--url", help="send to the web API there (a proxy, a balancer), not to --workdir's"
     )
+    studio = predict.add_argument_group("Label Studio tasks of a bulk run")
+    studio.add_argument(
+        "--label-studio", type=Path, metavar="FILE", help="write the photos as tasks to import"
+    )
+    studio.add_argument(
+        "--label-studio-images",
+        metavar="PREFIX",
+        help="each task's image URL: PREFIX + the photo's name under the input folder "
+        "(default: /data/local-files/?d=, Label Studio's local files)",
+    )
+    studio.add_argument(
+        "--label-config", type=Path, metavar="XML", help="the project's labelling config"
+    )
 
 
 def manage(args: argparse.Namespace, instance: launcher.Instance) -> int:
@@ -105,10 +122,25 @@ def manage(args: argparse.Namespace, instance: launcher.Instance) -> int:
 def predict_photos(args: argparse.Namespace, instance: launcher.Instance) -> int:
     """One photo as always (the answer to -o or stdout, from each --instances member); several
     photos, a folder or a glob: a bulk run into --out-dir."""
-    if args.out_dir or args.url or photos.many(args.images):
+    if args.out_dir or args.url or args.label_studio or photos.many(args.images):
         from petseg.bulk import (
             predict as bulk,  # numpy, Pillow, tqdm, pycocotools: only for this command
         )
 
-        return bulk.command(args, instance)
+        return bulk.command(args, instance, label_studio_tasks(args))
     return operate(models.predict)(args, instance)
+
+
+def label_studio_tasks(args: argparse.Namespace) -> TasksFile | None:
+    """The Label Studio tasks file a bulk run also writes, if asked for."""
+    if args.label_studio is None:
+        if args.label_config:
+            raise ValueError("--label-config is for --label-studio FILE")
+        return None
+    from petseg.labelling.tasks_file import TasksFile
+
+    config = args.label_config.read_text() if args.label_config else None
+    tasks = TasksFile(args.label_studio, config=config, tolerance=args.tolerance)
+    if args.label_studio_images:
+        tasks.images = args.label_studio_images
+    return tasks

@@ -63,7 +63,7 @@ def test_packages_import_only_downwards(package):
     assert not stray, f"{package} imports {stray}"
 
 
-PETSEG_LAYERS = ["serving", "packaging", "rollout", "fleet", "bulk"]
+PETSEG_LAYERS = ["serving", "packaging", "rollout", "fleet", "bulk", "labelling"]
 """petseg's subpackages, in the order petseg/__init__.py gives: each may import those before
 it (petseg.cli, the command line, any of them)."""
 
