@@ -231,6 +231,8 @@ def _model_table(results: dict, name: str, model: dict) -> list[str]:
     )
     if "shadow_cost" in model:
         lines.append(shadow_line(model["shadow_cost"]))
+    if "prelabel" in model:
+        lines.append(prelabel_line(model["prelabel"]))
     for system, by_photo in model["mask_agreement_vs_fp32_eager"].items():
         lines.append(
             f"mask agreement with fp32 eager, {system}: "
@@ -308,4 +310,16 @@ def shadow_line(cost: dict) -> str:
         f"{none['c1_p50_ms']} -> {shadow['c1_p50_ms']} ms, c=16 "
         f"{none['c16_images_per_s']} -> {shadow['c16_images_per_s']} images/s "
         f"({shadow['c16_images_per_s'] / none['c16_images_per_s']:.2f}x)"
+    )
+
+
+def prelabel_line(row: dict) -> str:
+    """Label Studio's "Retrieve Predictions" with petseg as its ML backend, against the bulk
+    client on the same photos (bench/prelabel.py)."""
+    ratio = row["label_studio_images_per_s"] / row["predict_images_per_s"]
+    return (
+        f"pre-labelling {row['photos']} photos of {row['photo']}: Label Studio's Retrieve "
+        f"Predictions {row['label_studio_images_per_s']} images/s, petseg predict "
+        f"{row['predict_images_per_s']} images/s ({ratio:.2f}x; "
+        f"{row['predicted']} predictions stored)"
     )

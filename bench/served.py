@@ -19,7 +19,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from bench import report
+from bench import prelabel, report
 from bench.agreement import agreement
 from bench.loadgen import Connection, Target, measure
 from bench.under_test import Model, System, Workload, rss_mb
@@ -220,6 +220,9 @@ def measure_torchserve(model: Model, tmp: Path, work: Workload) -> None:
         }
         measure_system(direct, model, work)
         measure_bulk(instance, model, work, tmp / "bulk")
+        if model.trained:  # its masks are worth correcting: what annotators would start from
+            model.results["prelabel"] = prelabel.measure(instance, tmp / "prelabel")
+            print(f"  {report.prelabel_line(model.results['prelabel'])}", flush=True)
 
         port, metrics_port = free_ports(2)
         # measured as deployed: metrics collected, their listener open

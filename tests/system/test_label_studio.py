@@ -1,7 +1,9 @@
-"""The labelling loop in the real Label Studio (tests/support/label_studio.py): a brush project
+"""The labelling loop in the real Label Studio (bench/label_studio.py): a brush project
 pre-annotated by `petseg label-studio serve` through the session's TorchServe, the predictions
 read back through Label Studio's API and decoded, turned into annotations, exported, trained on,
-and the model served as a new version; the bulk tasks file imported as Label Studio imports it."""
+and the model served as a new version; the bulk tasks file imported as Label Studio imports it;
+and the pre-annotation as an annotator sees it, in a real Chromium (the picture docs/labelling.md
+shows)."""
 
 from __future__ import annotations
 
@@ -16,17 +18,19 @@ import requests
 from label_studio_sdk.converter.brush import decode_rle
 from PIL import Image
 
-from petseg.cli.labelling import PASSWORD_VARIABLE, TOKEN_VARIABLE
+from bench import label_studio
+from bench.inputs import pet_photo
+from bench.label_studio import BACKEND_PASSWORD, BACKEND_USER
 from petseg.packaging.archive import build_archive
-from petseg.serving.launcher import free_ports
-from tests.support import label_studio
-from tests.support.cli import petseg, started
+from tests.support.browser import chromium
+from tests.support.cli import petseg
 from tests.support.photos import class_map, mask_path, photo_tree
 from tests.support.training import tiny_train_argv
-from tests.support.waiting import wait_for
 
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOT = ROOT / "docs" / "label-studio.png"
+"""The picture docs/labelling.md shows: rewritten by every run, so it cannot go stale."""
 PHOTOS = 6
-BACKEND_USER, BACKEND_PASSWORD = "label-studio", "the-backend-s-own-password"
 SAME_PIXELS = 0.995
 OUTLINED_PIXELS = 0.9
 """Label Studio's brush-to-COCO traces each mask into polygons, which lose pixels along its
@@ -41,20 +45,11 @@ def studio(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def backend(studio, server):
+def backend(studio, server, tmp_path_factory):
     """`petseg label-studio serve` for the session's TorchServe, with a personal access token."""
-    (port,) = free_ports(1)
-    secrets = {TOKEN_VARIABLE: studio.personal_access_token(), PASSWORD_VARIABLE: BACKEND_PASSWORD}
-    argv = ["--workdir", str(server.workdir), "label-studio", "serve"]
-    argv += ["--label-studio-url", studio.url, "--port", str(port), "--user", BACKEND_USER]
-    process = started(*argv, env=secrets)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: _up(f"{url}/health", process), 60, "the ML backend's start")
+    log = tmp_path_factory.mktemp("backend") / "backend.log"
+    with label_studio.backend(server.workdir, studio, log) as url:
         yield url
-    finally:
-        process.terminate()
-        process.communicate(timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -73,27 +68,10 @@ def photos(tmp_path_factory, server) -> tuple[Path, Path, list[str]]:
     return flat, root / "masks", sorted(names)
 
 
-def _up(url: str, process) -> bool:
-    assert process.poll() is None, process.communicate()[1]
-    try:
-        return requests.get(url, timeout=2).status_code == 200
-    except requests.RequestException:
-        return False
-
-
 def _config(server, *extra: str) -> str:
     done = petseg("--workdir", str(server.workdir), "label-studio", "config", *extra)
     assert done.returncode == 0, done.stderr
     return done.stdout
-
-
-def _import_photos(studio, project: int, folder: Path, names: list[str]) -> dict[int, str]:
-    """The photos uploaded as Label Studio's importer does: task id -> photo name."""
-    files = {f"file{i}": (name, (folder / name).read_bytes()) for i, name in enumerate(names)}
-    studio.api("POST", f"/api/projects/{project}/import", expect=201, files=files)
-    tasks = studio.api("GET", f"/api/tasks/?project={project}&page_size=100")["tasks"]
-    # the importer keeps the name after a prefix of its own: /data/upload/1/3fa2b1c0-pet001.jpg
-    return {task["id"]: task["data"]["image"].rsplit("-", 1)[-1] for task in tasks}
 
 
 def _decoded(region: dict) -> np.ndarray:
@@ -113,26 +91,16 @@ def test_label_studio_pre_annotates_with_petseg_and_the_corrections_train_the_ne
 ):
     folder, masks, names = photos
     config = _config(server)
-    project = studio.api(
-        "POST", "/api/projects", expect=201, json={"title": "pets", "label_config": config}
-    )["id"]
-    tasks = _import_photos(studio, project, folder, names)
+    project = studio.project("pets", config)
+    tasks = studio.import_photos(project, [folder / name for name in names])
     assert sorted(tasks.values()) == names
-
-    # Connected as Label Studio's users connect a backend: by URL, with its basic-auth password.
-    connection = {"project": project, "url": backend, "title": "petseg", "is_interactive": False}
-    connection |= {"auth_method": "BASIC_AUTH", "basic_auth_user": BACKEND_USER}
-    studio.api(
-        "POST", "/api/ml", expect=201, json=connection | {"basic_auth_pass": BACKEND_PASSWORD}
-    )
-    every = {"selectedItems": {"all": True, "excluded": []}}
-    action = f"/api/dm/actions?id=retrieve_tasks_predictions&project={project}"
-    studio.api("POST", action, json=every)
+    studio.connect(project, backend)
+    studio.retrieve_predictions(project)
 
     card = server.client().model_card()
     classes = {c["name"]: int(c["id"]) for c in card["classes"]}
     for task, name in tasks.items():
-        predictions = studio.api("GET", f"/api/predictions/?task={task}")
+        predictions = studio.predictions(task)
         assert len(predictions) == 1, (name, predictions)
         prediction = predictions[0]
         assert prediction["model_version"] == card["version"]
@@ -210,22 +178,15 @@ def test_the_bulk_tasks_file_imports_with_its_predictions(studio, photos, server
     ]
     done = petseg(*argv, "--label-studio", str(tasks_file))
     assert done.returncode == 0, done.stderr
-    config = _config(server)
-    project = studio.api(
-        "POST", "/api/projects", expect=201, json={"title": "bulk", "label_config": config}
-    )["id"]
-    studio.api(
-        "POST",
-        f"/api/projects/{project}/import",
-        expect=201,
-        json=json.loads(tasks_file.read_text()),
-    )
-    tasks = studio.api("GET", f"/api/tasks/?project={project}&page_size=100")["tasks"]
+    project = studio.project("bulk", _config(server))
+    imported = json.loads(tasks_file.read_text())
+    studio.api("POST", f"/api/projects/{project}/import", expect=201, json=imported)
+    tasks = studio.tasks(project)
     assert len(tasks) == PHOTOS
     classes = {c["name"]: int(c["id"]) for c in server.client().model_card()["classes"]}
     for task in tasks:
         name = Path(task["data"]["image"].split("?d=")[-1]).name
-        (prediction,) = studio.api("GET", f"/api/predictions/?task={task['id']}")
+        (prediction,) = studio.predictions(task["id"])
         ours = class_map(mask_path(masks, name))
         assert np.mean(_label_map(prediction["result"], classes, ours.shape) == ours) >= SAME_PIXELS
 
@@ -256,3 +217,47 @@ def test_wrong_credentials_and_a_config_without_the_classes_are_refused_in_words
         and "task 1" in result["error"]
         and "answered HTTP 500" in result["error"]
     )
+
+
+REGION_LABELS = (
+    "return [...document.querySelectorAll('.lsf-outliner-item__title')]"
+    ".map(e => e.innerText.trim())"
+)
+"""The labels of the regions panel's entries (Label Studio 1.23's outliner)."""
+IMAGE_LOADED = (
+    "return [...document.querySelectorAll('img')].some(i => i.complete && i.naturalWidth == 500)"
+)
+
+
+def test_the_annotator_sees_petseg_s_pre_annotation_in_label_studio(
+    studio, backend, server, tmp_path
+):
+    photo = tmp_path / "pet.jpg"
+    photo.write_bytes(pet_photo(500, 375, seed=3))
+    project = studio.project("shown", _config(server))
+    (task,) = studio.import_photos(project, [photo])
+    studio.connect(project, backend)
+    studio.retrieve_predictions(project)
+    (prediction,) = studio.predictions(task)
+    found = sorted(r["value"]["brushlabels"][0] for r in prediction["result"])
+    assert found, "the tiny model finds a pet in this photo"
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = chromium(tmp_path / "chromium", 1400, 800)
+    try:
+        driver.get(f"{studio.url}/user/login/")
+        driver.find_element("name", "email").send_keys(label_studio.EMAIL)
+        driver.find_element("name", "password").send_keys(label_studio.PASSWORD)
+        driver.find_element("css selector", "button[type=submit]").click()
+        WebDriverWait(driver, 60).until(lambda d: "/user/login" not in d.current_url)
+        driver.get(f"{studio.url}/projects/{project}/data?task={task}")
+        # Its regions panel lists petseg's regions, and only those: no class it did not find.
+        WebDriverWait(driver, 120).until(
+            lambda d: d.execute_script(IMAGE_LOADED) and d.execute_script(REGION_LABELS),
+            "Label Studio never showed the photo with the pre-annotation's regions",
+        )
+        assert sorted(driver.execute_script(REGION_LABELS)) == found
+        assert f"{prediction['score']:.2%}" in driver.page_source  # the prediction's score
+        driver.save_screenshot(str(SCREENSHOT))
+    finally:
+        driver.quit()
