@@ -7,19 +7,26 @@ Manager's "Retrieve Predictions" over every task, as an annotator would start it
 sends the tasks in one batch, the backend fetches each photo back from Label Studio, has it
 segmented (8 in flight), encodes brush RLE, and Label Studio stores the predictions. The bulk
 client's figure is its own report's, at its default concurrency, writing the masks.
+
+`make bench` runs it once for the demo model; alone, several times for a range:
+
+    python -m bench.prelabel [--export-dir exported/petseg] [--runs 3] [--out bench/results]
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-from bench import label_studio
+from bench import label_studio, report
 from bench.inputs import pet_photo
-from petseg.serving.launcher import ROOT, Instance
+from petseg.packaging.archive import build_archive
+from petseg.serving.launcher import ROOT, Instance, serve_archive, stop, unused_ports
 
 PHOTOS = 48
 SIZE = (500, 375)
@@ -59,3 +66,30 @@ def measure(instance: Instance, folder: Path) -> dict:
         "label_studio_images_per_s": round(PHOTOS / seconds, 2),
         "predicted": predicted,
     }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="the pre-labelling row alone, several times")
+    parser.add_argument("--export-dir", type=Path, default=ROOT / "exported" / "petseg")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    args = parser.parse_args(argv)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        build_archive(args.export_dir, Path(tmp) / "store")
+        instance = Instance(Path(tmp) / "ts", Path(tmp) / "store", unused_ports())
+        process = serve_archive(instance, timeout=300, every_worker=True)
+        try:
+            for run in range(args.runs):
+                rows.append(measure(instance, Path(tmp) / f"run-{run}"))
+                print(report.prelabel_line(rows[-1]), flush=True)
+        finally:
+            stop(instance, process)
+    args.out.mkdir(parents=True, exist_ok=True)
+    results = {"machine": report.machine(), "export_dir": str(args.export_dir), "runs": rows}
+    (args.out / "prelabel.json").write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -219,6 +219,33 @@ def test_wrong_credentials_and_a_config_without_the_classes_are_refused_in_words
     )
 
 
+def test_a_polygon_project_gets_polygons_and_a_task_that_is_no_photo_gets_its_error(
+    studio, backend, photos, server, tmp_path
+):
+    folder, masks, names = photos
+    shopping = tmp_path / "shopping.jpg"
+    shopping.write_bytes(b"a shopping list, not a photo\n")
+    project = studio.project("outlines", _config(server, "--polygons"))
+    tasks = studio.import_photos(project, [folder / names[0], shopping])
+    studio.connect(project, backend)
+    studio.retrieve_predictions(project)
+    by_name = {name: studio.predictions(task) for task, name in tasks.items()}
+    (outlined,) = by_name[names[0]]
+    labels = class_map(mask_path(masks, names[0]))
+    assert outlined["result"] and outlined["model_version"] == "1.0"
+    for region in outlined["result"]:
+        assert region["type"] == "polygonlabels" and region["value"]["closed"]
+        points = np.asarray(region["value"]["points"]) * [
+            labels.shape[1] / 100,
+            labels.shape[0] / 100,
+        ]
+        assert points.min() >= 0 and (points <= labels.shape[::-1]).all()
+    # The text file got an empty prediction (its error is in the backend's answer and log), and
+    # it did not cost the photo beside it its own.
+    (nothing,) = by_name["shopping.jpg"]
+    assert nothing["result"] == []
+
+
 REGION_LABELS = (
     "return [...document.querySelectorAll('.lsf-outliner-item__title')]"
     ".map(e => e.innerText.trim())"
