@@ -137,10 +137,8 @@ def label_studio_tasks(args: argparse.Namespace) -> TasksFile | None:
         if args.label_config:
             raise ValueError("--label-config is for --label-studio FILE")
         return None
-    from petseg.labelling.tasks_file import TasksFile
+    from petseg.labelling.tasks_file import DEFAULT_IMAGES, TasksFile
 
     config = args.label_config.read_text() if args.label_config else None
-    tasks = TasksFile(args.label_studio, config=config, tolerance=args.tolerance)
-    if args.label_studio_images:
-        tasks.images = args.label_studio_images
-    return tasks
+    images = args.label_studio_images or DEFAULT_IMAGES
+    return TasksFile(args.label_studio, images, config, args.tolerance)

@@ -35,7 +35,7 @@ class TaskError(ValueError):
     """A task petseg cannot pre-annotate, said so that Label Studio's user can fix it."""
 
 
-@dataclass(frozen=True)
+@dataclass
 class LabelStudio:
     url: str
     """Where Label Studio answers, e.g. http://127.0.0.1:8080."""
@@ -43,8 +43,10 @@ class LabelStudio:
     """An API token of a Label Studio user that may read the project's tasks."""
     max_bytes: int
     timeout_s: float = 30.0
-    _access: list[tuple[str, float]] = field(default_factory=list, repr=False, compare=False)
-    _renewing: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    _access: str = field(default="", init=False, repr=False)
+    """The access token got for a personal access token, shared by the backend's threads."""
+    _access_ends: float = field(default=0.0, init=False, repr=False)
+    _renewing: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.url)
@@ -57,18 +59,17 @@ class LabelStudio:
         if _claims(self.token).get("token_type") != "refresh":
             return f"Token {self.token}"
         with self._renewing:
-            if not self._access or self._access[0][1] - EARLY_S < time.time():
-                status, body = self._request(
-                    "POST", REFRESH_PATH, json.dumps({"refresh": self.token}).encode()
-                )
+            if self._access_ends - EARLY_S < time.time():
+                refresh = json.dumps({"refresh": self.token}).encode()
+                status, body = self._request("POST", REFRESH_PATH, refresh, authorized=False)
                 if status != 200:
                     raise TaskError(
                         f"Label Studio refused the API token (HTTP {status} from {REFRESH_PATH}): "
                         "set LABEL_STUDIO_API_KEY to a personal access token of its user"
                     )
-                access = json.loads(body)["access"]
-                self._access[:] = [(access, float(_claims(access).get("exp", 0)))]
-            return f"Bearer {self._access[0][0]}"
+                self._access = json.loads(body)["access"]
+                self._access_ends = float(_claims(self._access).get("exp", 0))
+            return f"Bearer {self._access}"
 
     def resolve(self, reference: object) -> str:
         """The absolute URL of a task's photo reference, or TaskError when it leaves Label
@@ -104,18 +105,21 @@ class LabelStudio:
             raise TaskError(f"its image at {url} is empty")
         return data
 
-    def _request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
-        """One request to the configured Label Studio: its status and at most max_bytes + 1 of
-        its body; a redirect is a TaskError, never followed."""
+    def _request(
+        self, method: str, path: str, body: bytes | None = None, authorized: bool = True
+    ) -> tuple[int, bytes]:
+        """One request to the configured Label Studio (a JSON ``body``; ``authorized``: with
+        the token): its status and at most max_bytes + 1 of its body; a redirect is a
+        TaskError, never followed."""
         parts = urlsplit(self.url)
         kind = (
             http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
         )
         connection = kind(parts.hostname, parts.port, timeout=self.timeout_s)
         headers = {"User-Agent": USER_AGENT}
-        if body is None:
+        if authorized:
             headers["Authorization"] = self.authorization()
-        else:
+        if body is not None:
             headers["Content-Type"] = "application/json"
         try:
             connection.request(method, path or "/", body=body, headers=headers)

@@ -25,14 +25,8 @@ def petseg(
     )
 
 
-def started(*argv: str, env: dict[str, str] | None = None) -> subprocess.Popen:
-    """``petseg ARGV`` started in the background (to be interrupted), its output captured
-    (``env`` added to ours)."""
+def started(*argv: str) -> subprocess.Popen:
+    """``petseg ARGV`` started in the background (to be interrupted), its output captured."""
     return subprocess.Popen(
-        command(*argv),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, **(env or {})},
+        command(*argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT
     )
