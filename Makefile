@@ -195,9 +195,16 @@ balancer:
 
 # pytest's own per-test timeout (pyproject.toml) catches a hung test; the kill is the last
 # resort for a hung session and stays well inside CI's 90 minutes on a slow machine.
+# The suite runs on TEST_JOBS processes (pytest-xdist), each given one test module at a time, so
+# a module's servers start once for its tests; much of the suite waits on servers and clients
+# (docs/development.md has the figures). TEST_JOBS=0: one process. test-fast stays on one: it is
+# CPU-bound, and two processes did not shorten it on 2 cores.
+TEST_JOBS ?= 2
+PYTEST_JOBS := $(if $(filter 0,$(TEST_JOBS)),,-n $(TEST_JOBS) --dist loadfile --no-loadscope-reorder)
+
 test: browser prometheus containers kubectl balancer | $(STAMP)
 	$(MAKE) lint
-	timeout -s KILL 4500 $(PY) -m pytest
+	timeout -s KILL 4500 $(PY) -m pytest $(PYTEST_JOBS)
 
 # The inner loop: the unit tests and the model's (a tiny model trained in-process); no
 # TorchServe, no browser, no containers.

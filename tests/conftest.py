@@ -8,6 +8,7 @@ the whole stack from outside: a real browser, faults, floods. Markers follow the
 
 from __future__ import annotations
 
+import os
 import shutil
 import warnings
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ import pytest
 
 from model_training.synth import generate
 from petseg.serving.launcher import Instance, serve_archive, stop, unused_ports
-from tests.container.support import start_warming
+from tests.container.support import MEASURED, start_warming
 from tests.support import traffic
 from tests.support.stack import Web, name_ports, running_web
 from tests.support.training import tiny_train_args, write_kaggle_layout
@@ -28,12 +29,20 @@ with warnings.catch_warnings():
     import ts.version  # noqa: F401
 
 FOLDER_MARKERS = {
-    "unit": (),
-    "model": ("slow",),
-    "integration": ("slow", "integration"),
     "system": ("slow", "system"),
+    "integration": ("slow", "integration"),
+    "model": ("slow",),
+    "unit": (),
     "container": ("slow", "container"),
 }
+"""Each folder's markers, in the order the folders run: the longest modules first, so that on
+several processes the short ones fill in at the end instead of one long module running alone;
+the images' tests last, their layers built in the background meanwhile (missing podman: the
+tests say so)."""
+RUN_ORDER = tuple(FOLDER_MARKERS)
+WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+"""This process's name ("gw0", "gw1"...) when the suite runs on several (`make test`:
+pytest-xdist, one test module at a time per process); None in a plain pytest run."""
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -41,7 +50,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark each test by its folder; a test anywhere that needs the trained model is slow."""
+    """Mark each test by its folder (a test anywhere that needs the trained model is slow), and
+    put the folders in ``RUN_ORDER``."""
     for item in items:
         folder = Path(item.path).parent.name
         if folder not in FOLDER_MARKERS:
@@ -50,17 +60,33 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(name)
         if "tiny_export" in getattr(item, "fixturenames", ()):
             item.add_marker("slow")
-    # the images' tests last, their layers built in the background meanwhile
-    containers = [item for item in items if item.get_closest_marker("container")]
-    if containers and shutil.which("podman"):  # missing: the tests say so
-        others = [item for item in items if not item.get_closest_marker("container")]
-        items[:] = others + containers
+    items.sort(key=lambda item: RUN_ORDER.index(Path(item.path).parent.name))
+    containers = any(item.get_closest_marker("container") for item in items)
+    if containers and shutil.which("podman") and WORKER in (None, "gw0"):  # one warm-up a run
         start_warming()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """On several processes, each worker's figures go to the controller, which prints them."""
+    output = getattr(session.config, "workeroutput", None)
+    if output is not None:
+        output["traffic"] = traffic.counted()
+        output["containers"] = dict(MEASURED)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error) -> None:
+    """pytest-xdist's: a worker is done, with its figures."""
+    traffic.add(node.workeroutput.get("traffic", []))
+    MEASURED.update(node.workeroutput.get("containers", {}))
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
     for line in traffic.table():
         terminalreporter.write_line(line)
+    if MEASURED:
+        summary = ", ".join(f"{what} {value}" for what, value in MEASURED.items())
+        terminalreporter.write_line(f"containers: {summary}")
 
 
 @pytest.fixture(scope="session")

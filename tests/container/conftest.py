@@ -1,6 +1,7 @@
 """The two images as the container tests use them: built once per session from the tiny model
 (layers reused from earlier runs: only the archive's change), run in a pod on a free port on
-127.0.0.1, removed at the end even when a test fails. What they cost is printed at the end.
+127.0.0.1, removed at the end even when a test fails. What they cost is printed at the end
+(tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -45,9 +46,3 @@ def pod(built_images: dict[str, str]) -> Iterator[Pod]:
         yield Pod(name, url)
     finally:
         images.stop(name)
-
-
-def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
-    if MEASURED:
-        summary = ", ".join(f"{what} {value}" for what, value in MEASURED.items())
-        terminalreporter.write_line(f"containers: {summary}")

@@ -9,12 +9,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
+from filelock import FileLock
 
 from deploy import images
 
 TAG = "test"
 """The tests' tag: a user's `make image` (tag latest) is left alone; both share the layers."""
 POD_PREFIX = "petseg-test-"
+BUILDING = FileLock(images.STATE / "tests-building.lock")
+"""Held while the tests warm or build the images: on several processes (`make test`), one
+warms, and a build in another waits for it instead of building the same layers beside it."""
 MEASURED: dict[str, str] = {}
 """Build and stop times, sizes, time to ready: printed at the end of the run."""
 
@@ -45,7 +49,8 @@ class Warming(threading.Thread):
 
     def run(self) -> None:
         try:
-            images.warm(images.BuildOptions(tag=TAG))
+            with BUILDING:
+                images.warm(images.BuildOptions(tag=TAG))
         except BaseException as exc:  # the build after it fails again, loudly: no need here
             self.failure = exc
 
@@ -65,7 +70,8 @@ def build(export_dir: Path) -> tuple[dict[str, str], float]:
     start = time.monotonic()
     for warming in WARMING:
         warming.join()
-    names = images.build(images.BuildOptions(tag=TAG, export_dir=export_dir))
+    with BUILDING:
+        names = images.build(images.BuildOptions(tag=TAG, export_dir=export_dir))
     return names, time.monotonic() - start
 
 

@@ -2,7 +2,8 @@
 
 conftest wraps ``requests.Session.send`` (which every `requests` call goes through) and the
 TorchServe client's ``Connections.send`` (the proxy's calls to TorchServe, the `petseg`
-command's, the tests' own) and prints the table at the end of the run.
+command's, the tests' own) and prints the table at the end of the run; on several processes,
+each counts its own and the run's controller sums them.
 """
 
 from __future__ import annotations
@@ -65,6 +66,20 @@ def record() -> None:
         Connections.send,
         lambda connections, method, url, *_, **__: (url, connections.user_agent),
     )
+
+
+def counted() -> list[tuple[str, str, int]]:
+    """What this process counted: (destination, outcome, requests), for the run's controller
+    when the suite runs on several processes (tests/conftest.py)."""
+    with _lock:
+        return [(destination, outcome, n) for (destination, outcome), n in _counts.items()]
+
+
+def add(counts: list[tuple[str, str, int]]) -> None:
+    """Another process's ``counted()`` into this one's table."""
+    with _lock:
+        for destination, outcome, n in counts:
+            _counts[destination, outcome] += n
 
 
 def table() -> list[str]:
