@@ -28,7 +28,7 @@ IMAGE_ARGS ?=
 HANDLER_FILES := $(shell find handler -type f -not -path '*/__pycache__/*')
 
 .PHONY: help setup run train-demo train evaluate archive serve stop bench browser prometheus containers \
-	image image-run image-stop kubectl k8s-config manifests balancer cluster cluster-stop lint format test \
+	image image-run image-stop kubectl k8s-config manifests balancer cluster cluster-stop lint format test-packages test \
 	test-fast clean
 
 help:
@@ -132,25 +132,28 @@ format: | $(STAMP)
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+# The Debian packages the tests use, each installed when its command is missing (as root).
+APT_INSTALL := apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq
+
 # Debian's Chromium and its matching driver for the real-browser tests (test tools cannot
 # download browsers here).
 browser:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
-		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+		{ $(APT_INSTALL) \
 		  chromium chromium-driver >/dev/null; }
 
 # Debian's Prometheus (2.42) and promtool: the monitoring tests scrape TorchServe and the proxy
 # with it, and check and unit-test the alert rules (config/prometheus/).
 prometheus:
 	@command -v prometheus >/dev/null && command -v promtool >/dev/null || \
-		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+		{ $(APT_INSTALL) \
 		  --no-install-recommends prometheus >/dev/null; }
 
 # podman, the runtime it needs here (crun refuses this kind of VM's cgroups) and debootstrap for a
 # base image where no image registry answers: for the images and their tests.
 containers:
 	@command -v podman >/dev/null && command -v runc >/dev/null && command -v debootstrap >/dev/null || \
-		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+		{ $(APT_INSTALL) \
 		  podman runc debootstrap >/dev/null; }
 
 # Layers are reused while their inputs are unchanged: a rebuild with nothing new takes seconds.
@@ -190,19 +193,27 @@ manifests: kubectl k8s-config
 # Debian's nginx: the balancer of `make cluster` and of the cluster tests.
 balancer:
 	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || \
-		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+		{ $(APT_INSTALL) \
 		  nginx-light >/dev/null; }
 
 # pytest's own per-test timeout (pyproject.toml) catches a hung test; the kill is the last
 # resort for a hung session and stays well inside CI's 90 minutes on a slow machine.
 # The suite runs on TEST_JOBS processes (pytest-xdist), each given one test module at a time, so
-# a module's servers start once for its tests; much of the suite waits on servers and clients
-# (docs/development.md has the figures). TEST_JOBS=0: one process. test-fast stays on one: it is
+# a module's servers start once for its tests; one module's waits on servers and clients overlap
+# another's work (docs/development.md has the figures). TEST_JOBS=0: one process. test-fast stays on one: it is
 # CPU-bound, and two processes did not shorten it on 2 cores.
 TEST_JOBS ?= 2
 PYTEST_JOBS := $(if $(filter 0,$(TEST_JOBS)),,-n $(TEST_JOBS) --dist loadfile --no-loadscope-reorder)
 
-test: browser prometheus containers kubectl balancer | $(STAMP)
+# One after another (apt holds one lock), while pip fills the venv beside them (make test): on a
+# fresh machine each side takes minutes.
+test-packages:
+	@for packages in browser prometheus containers balancer; do \
+		$(MAKE) --no-print-directory $$packages || exit 1; done
+
+test:
+	@$(MAKE) --no-print-directory -j2 test-packages setup
+	@$(MAKE) --no-print-directory kubectl
 	$(MAKE) lint
 	timeout -s KILL 4500 $(PY) -m pytest $(PYTEST_JOBS)
 

@@ -12,6 +12,8 @@ import requests
 
 RESENT: list[float] = []
 """When a client sent an upload again because its kept-alive connection closed first."""
+LOST: list[str] = []
+"""Why each upload that got no answer got none (the exception), for a failing test's message."""
 
 
 def post_photo(
@@ -23,10 +25,12 @@ def post_photo(
             return session.post(
                 f"{url}/api/segment", files={"file": ("a.jpg", photo)}, timeout=timeout
             )
-        except requests.ConnectionError:
+        except requests.ConnectionError as error:
             if attempt:
+                LOST.append(f"{type(error).__name__}: {error}")
                 return None
             RESENT.append(time.time())
-        except requests.RequestException:
+        except requests.RequestException as error:
+            LOST.append(f"{type(error).__name__}: {error}")
             return None
     return None

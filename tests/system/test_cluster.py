@@ -24,7 +24,7 @@ from petseg.fleet import cluster as fleet
 from petseg.packaging.archive import build_archive
 from petseg.serving import state
 from tests.support import images
-from tests.support.balanced import RESENT, post_photo
+from tests.support.balanced import LOST, RESENT, post_photo
 from tests.support.cli import petseg
 from tests.support.photos import coco_images, mask_path, photo_tree, report
 from tests.support.stack import running_cluster
@@ -209,7 +209,8 @@ def test_losing_a_whole_instance_loses_no_request(cluster):
         killed_at = time.time()
         killed.set()
         answers = running.result()
-    assert Counter(a.status for a in answers) == {200: len(answers)}, "a client saw the failure"
+    seen = Counter(a.status for a in answers)
+    assert seen == {200: len(answers)}, f"a client saw the failure: {seen}, {LOST[-3:]}"
     after = hops(cluster, killed_at)
     assert len(after) >= 300 - 16, "the load ended before the kill"
     assert all(hop.tried[-1] == address(alive) for hop in after)
