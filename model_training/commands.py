@@ -1,9 +1,13 @@
-"""The training machine's commands (synth, train, evaluate, export), each a module with
-``get_args_parser()`` and ``main(args)``; run by `petseg` and by ``python -m model_training``."""
+"""The training machine's commands (synth, train, evaluate, export): each one's arguments in
+arguments.py and its work in a module with ``main(args)``; run by `petseg` and by
+``python -m model_training``."""
 
 from __future__ import annotations
 
+import argparse
 import importlib
+
+from model_training.arguments import ARGUMENTS
 
 COMMANDS = {
     "synth": "make a synthetic dataset in the Oxford-IIIT Pet layout",
@@ -13,9 +17,15 @@ COMMANDS = {
 }
 
 
+def parser(command: str, prog: str = "python -m model_training") -> argparse.ArgumentParser:
+    """The command's own parser, its summary above as the description."""
+    built = argparse.ArgumentParser(prog=f"{prog} {command}", description=COMMANDS[command])
+    ARGUMENTS[command](built)
+    return built
+
+
 def run(command: str, argv: list[str], prog: str) -> None:
-    """Parse ``argv`` with the command's own parser and run it (errors propagate)."""
-    module = importlib.import_module(f"model_training.{command}")
-    parser = module.get_args_parser()
-    parser.prog = f"{prog} {command}"
-    module.main(parser.parse_args(argv))
+    """Parse ``argv`` before the command's module (and torch) is imported, so that --help and a
+    wrong flag answer at once; then run it (errors propagate)."""
+    args = parser(command, prog).parse_args(argv)
+    importlib.import_module(f"model_training.{command}").main(args)

@@ -115,19 +115,3 @@ def main(args: argparse.Namespace) -> dict:
     )
     print(f"wrote {args.out / 'metrics.json'} and {args.out / 'predictions.png'}")
     return results
-
-
-def get_args_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", type=Path, required=True, help="checkpoint .pt or exported folder")
-    p.add_argument("--data", type=Path, required=True)
-    p.add_argument("--split", choices=["test", "val", "train"], default="test")
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--border", choices=["ignore", "pet"], default="ignore")
-    p.add_argument("--val-fraction", type=float, default=0.1)
-    p.add_argument("--seed", type=int, default=0, help="the training seed (picks the val split)")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--samples", type=int, default=6, help="rows in predictions.png")
-    p.add_argument("--device", default="auto")
-    return p

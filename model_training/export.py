@@ -39,16 +39,6 @@ def export(
     return spec
 
 
-def get_args_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--checkpoint", type=Path, required=True, help="a training checkpoint (.pt)")
-    p.add_argument("--out", type=Path, required=True, help="folder to write")
-    p.add_argument("--metrics", type=Path, help="metrics.json from evaluate, kept in the spec")
-    p.add_argument("--name", default="petseg")
-    p.add_argument("--version", default="1.0")
-    return p
-
-
 def main(args: argparse.Namespace) -> None:
     spec = export(args.checkpoint, args.out, args.metrics, args.name, args.version)
     print(

@@ -16,11 +16,9 @@ from huggingface_hub import constants, try_to_load_from_cache
 
 from handler.model import build_model
 from handler.spec import ModelSpec
+from model_training.arguments import AUTO, NONE
 
 SMP_PRETRAINED = "imagenet"
-AUTO, NONE = "auto", "none"
-"""--encoder-weights choices besides imagenet and a path: ImageNet for real data, random init
-for synthetic data; or random init whatever the data."""
 HUB_TIMEOUT_S = 3.0
 
 

@@ -292,16 +292,6 @@ def generate(out: Path, n: int, seed: int = 0, test_fraction: float = 0.2, jobs:
     (out / SYNTHETIC_MARKER).write_text(json.dumps(marker) + "\n")
 
 
-def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("out", type=Path, help="folder to write the dataset into")
-    parser.add_argument("--n", type=int, default=2000, help="number of images")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--test-fraction", type=float, default=0.2)
-    parser.add_argument("--jobs", type=int, default=2, help="worker processes")
-    return parser
-
-
 def main(args: argparse.Namespace) -> None:
     generate(args.out, args.n, args.seed, args.test_fraction, args.jobs)
     print(f"wrote {args.n} images to {args.out}")

@@ -30,7 +30,7 @@ from model_training.datasets import PetSegmentation, SkipLog, describe, find_sam
 from model_training.exports import convert, is_export
 from model_training.loops import make_loader, train_one_epoch, validate
 from model_training.losses import SegmentationLoss
-from model_training.network import AUTO, build_training_model, choose_encoder_weights
+from model_training.network import build_training_model, choose_encoder_weights
 from model_training.plots import plot_curves
 from model_training.progress import TrainingProgress
 from model_training.transforms import EvalTransform, TrainTransform
@@ -279,63 +279,3 @@ def main(args: argparse.Namespace) -> dict[str, float]:
     plot_curves(args.out / "metrics.jsonl", args.out / "curves.png")
     print(f"best val mIoU {run.best_miou:.4f}; checkpoints in {args.out}")
     return record
-
-
-def get_args_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument(
-        "--data",
-        type=Path,
-        required=True,
-        help="dataset folder (Oxford or Kaggle layout), or an annotation tool's export: Label "
-        "Studio's JSON, or a folder with a COCO file (Label Studio's COCO export)",
-    )
-    p.add_argument("--images", type=Path, help="an export's photos (default: beside it)")
-    p.add_argument(
-        "--skip-bad-labels",
-        action="store_true",
-        help="leave out an export's tasks that cannot be read (unknown labels, empty masks, "
-        "missing images), and say how many, instead of stopping",
-    )
-    p.add_argument("--out", type=Path, required=True, help="run folder for checkpoints and logs")
-    p.add_argument("--classes", choices=["multiclass", "binary"], default="multiclass")
-    p.add_argument(
-        "--border",
-        choices=["ignore", "pet"],
-        default="ignore",
-        help="what the Oxford trimap border band becomes",
-    )
-    p.add_argument("--encoder", default="resnet34")
-    p.add_argument(
-        "--encoder-weights",
-        default=AUTO,
-        help="'auto' (default): ImageNet weights for real data (downloaded once; stops at once "
-        "when they cannot be), random init for synthetic data; 'imagenet'; 'none' (random "
-        "init); or the path of a local torchvision ResNet state_dict",
-    )
-    p.add_argument("--input-size", type=int, default=256, help="model input side, multiple of 32")
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--weight-decay", type=float, default=1e-4)
-    p.add_argument("--dice-weight", type=float, default=1.0)
-    p.add_argument("--patience", type=int, default=5, help="early stop after N epochs without gain")
-    p.add_argument("--val-fraction", type=float, default=0.1, help="of trainval (Oxford layout)")
-    p.add_argument("--limit", type=int, default=0, help="use only the first N samples per split")
-    p.add_argument("--workers", type=int, default=1, help="data loader processes")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument(
-        "--no-amp",
-        action="store_true",
-        help="train in fp32 (default: fp16 on CUDA, bf16 on CPUs that have it)",
-    )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
-    p.add_argument(
-        "--progress",
-        type=Path,
-        help="also write the run's progress (epoch, loss, val mIoU, time left, the curve) to "
-        "this JSON file after every epoch, for a page or a tool to show",
-    )
-    return p

@@ -9,7 +9,7 @@ import torch
 
 from handler.model import build_model, load_exported
 from handler.spec import ModelSpec
-from model_training import evaluate, export, train
+from model_training import commands, evaluate, export, train
 from model_training.network import build_training_model, load_encoder_weights
 from tests.support.training import tiny_train_args
 
@@ -77,7 +77,7 @@ def test_early_stopping_stops_after_patience_epochs_without_gain(oxford_dir, tmp
 
 
 def test_evaluate_writes_table_json_and_grid(trained_run, oxford_dir, tmp_path, capsys):
-    args = evaluate.get_args_parser().parse_args(
+    args = commands.parser("evaluate").parse_args(
         [
             "--model",
             str(trained_run / "best.pt"),

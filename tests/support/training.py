@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from model_training import train
+from model_training import commands
 from model_training.datasets import labels_from_trimap, oxford_samples
 
 
@@ -41,4 +41,4 @@ def tiny_train_argv(data: Path, out: Path, *extra: str) -> list[str]:
 
 def tiny_train_args(data: Path, out: Path, *extra: str) -> argparse.Namespace:
     """``tiny_train_argv`` parsed, for ``train.main`` in the test's own process."""
-    return train.get_args_parser().parse_args(tiny_train_argv(data, out, *extra))
+    return commands.parser("train").parse_args(tiny_train_argv(data, out, *extra))

@@ -113,6 +113,15 @@ def test_the_operator_command_starts_without_torch():
     assert not [m for m in loaded if m.split(".")[0] in HEAVY]
 
 
+def test_a_training_commands_help_answers_before_torch_is_imported():
+    """`petseg train --help` (and a wrong flag) is parsed before the command's module loads."""
+    run = "commands.run('train', ['--help'], 'petseg')"
+    code = f"from model_training import commands\ntry:\n    {run}\nexcept SystemExit:\n    pass"
+    loaded = modules_after(code)
+    assert "model_training.arguments" in loaded and "model_training.train" not in loaded
+    assert not [m for m in loaded if m.split(".")[0] in HEAVY]
+
+
 def test_the_pipeline_needs_neither_torchserve_nor_the_speed_machinery():
     """Moving to another server means a new adapter beside handler/petseg_handler.py, nothing
     in the pipeline; its forward pass is handed in, so it schedules nothing itself."""
