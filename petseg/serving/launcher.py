@@ -22,6 +22,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 from xml.etree import ElementTree
 
+import psutil
+
 from handler.protocol import KEY_FILE_NAME, MODEL_NAME, Ports
 from petseg import ROOT
 from petseg.serving.reconcile import apply_state, live_versions
@@ -29,6 +31,8 @@ from petseg.serving.state import for_archive, locked, save
 from torchserve_client import KeyFile, ServingReport, TorchServe
 
 CONFIG_TEMPLATE = ROOT / "config" / "config.properties"
+PID_FILE = ".model_server.pid"
+"""TorchServe's pid file, in its TMPDIR (the instance's own)."""
 METRICS_CONFIG = ROOT / "config" / "metrics.yaml"
 LOG_CONFIG = ROOT / "config" / "log4j2.xml"
 STDOUT_LAYOUT = "%d{ISO8601} [%-5p] %t %c - %m%n"
@@ -72,6 +76,14 @@ class Instance:
     def key_file(self) -> Path:
         return self.workdir / KEY_FILE_NAME
 
+    @property
+    def config_file(self) -> Path:
+        return self.workdir / "config.properties"
+
+    @property
+    def tmp_dir(self) -> Path:
+        return (self.scratch or self.workdir) / "tmp"
+
     def url(self, api: str, path: str = "") -> str:
         return f"http://{LOOPBACK}:{getattr(self.ports, api)}{path}"
 
@@ -88,12 +100,11 @@ class Instance:
         """TorchServe's environment: its own TMPDIR and logs (in ``scratch``), and no
         PYTHONPATH, so workers import only what the archive carries and what is installed."""
         scratch = self.scratch or self.workdir
-        tmp = scratch / "tmp"
-        tmp.mkdir(parents=True, exist_ok=True)
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
         env = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
         return {
             **env,
-            "TMPDIR": str(tmp),
+            "TMPDIR": str(self.tmp_dir),
             "LOG_LOCATION": str(scratch / "logs"),
             "METRICS_LOCATION": str(scratch / "logs"),
         }
@@ -142,9 +153,8 @@ def render_config(instance: Instance, host: str = LOOPBACK) -> Path:
         if not found:
             text += f"\n{key}={value}\n"
     instance.workdir.mkdir(parents=True, exist_ok=True)
-    path = instance.workdir / "config.properties"
-    path.write_text(text)
-    return path
+    instance.config_file.write_text(text)
+    return instance.config_file
 
 
 def fill(template: Path, values: dict[str, object]) -> str:
@@ -195,6 +205,7 @@ def start(
     keeps it in ours, where a container's init signals the whole group, and lets it write to
     our output."""
     config = render_config(instance, host)
+    forget_stale_pid_file(instance)
     instance.key_file.unlink(missing_ok=True)
     ServingReport.remove(instance.workdir)
     command = [
@@ -353,8 +364,25 @@ def http_status(url: str, timeout: float = 5) -> int | None:
         connection.close()
 
 
+def forget_stale_pid_file(instance: Instance) -> None:
+    """Remove the instance's TorchServe pid file unless its pid runs this instance's TorchServe.
+
+    `torchserve --stop` ends (and `--start` refuses to start beside) any process whose command
+    line names TorchServe's main class. When this instance's TorchServe died without cleaning up
+    (SIGKILL, a lost machine), its pid may since have gone to another instance's TorchServe:
+    pids wrap at 32768 on many machines, and each JVM thread takes one."""
+    pid_file = instance.tmp_dir / PID_FILE
+    try:
+        cmdline = psutil.Process(int(pid_file.read_text().split()[0])).cmdline()
+    except (OSError, ValueError, IndexError, psutil.Error):
+        cmdline = []
+    if str(instance.config_file) not in cmdline:
+        pid_file.unlink(missing_ok=True)
+
+
 def stop(instance: Instance, process: subprocess.Popen | None = None, timeout: float = 60) -> None:
     """Stop TorchServe and its workers, and wait until they are gone."""
+    forget_stale_pid_file(instance)
     subprocess.run(
         [torchserve_command(), "--stop", "--foreground"],
         cwd=instance.workdir,
