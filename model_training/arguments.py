@@ -1,11 +1,11 @@
 """The training commands' arguments, apart from the work they start: parsing them (and
 `--help`) imports no torch, so `petseg train --help` or a mistyped flag answers at once, not
-after the seconds torch and smp take to import."""
+after the seconds torch and smp take to import. One function per command, named after it, adds
+its arguments to a parser (model_training.commands.parser)."""
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from pathlib import Path
 
 AUTO, NONE = "auto", "none"
@@ -99,11 +99,3 @@ def export(p: argparse.ArgumentParser) -> None:
     p.add_argument("--metrics", type=Path, help="metrics.json from evaluate, kept in the spec")
     p.add_argument("--name", default="petseg")
     p.add_argument("--version", default="1.0")
-
-
-ARGUMENTS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
-    "synth": synth,
-    "train": train,
-    "evaluate": evaluate,
-    "export": export,
-}

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-from model_training.arguments import ARGUMENTS
+from model_training import arguments
 
 COMMANDS = {
     "synth": "make a synthetic dataset in the Oxford-IIIT Pet layout",
@@ -20,7 +20,7 @@ COMMANDS = {
 def parser(command: str, prog: str = "python -m model_training") -> argparse.ArgumentParser:
     """The command's own parser, its summary above as the description."""
     built = argparse.ArgumentParser(prog=f"{prog} {command}", description=COMMANDS[command])
-    ARGUMENTS[command](built)
+    getattr(arguments, command)(built)
     return built
 
 

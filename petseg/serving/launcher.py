@@ -81,8 +81,12 @@ class Instance:
         return self.workdir / "config.properties"
 
     @property
+    def scratch_dir(self) -> Path:
+        return self.scratch or self.workdir
+
+    @property
     def tmp_dir(self) -> Path:
-        return (self.scratch or self.workdir) / "tmp"
+        return self.scratch_dir / "tmp"
 
     def url(self, api: str, path: str = "") -> str:
         return f"http://{LOOPBACK}:{getattr(self.ports, api)}{path}"
@@ -99,14 +103,13 @@ class Instance:
     def env(self) -> dict[str, str]:
         """TorchServe's environment: its own TMPDIR and logs (in ``scratch``), and no
         PYTHONPATH, so workers import only what the archive carries and what is installed."""
-        scratch = self.scratch or self.workdir
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
         env = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
         return {
             **env,
             "TMPDIR": str(self.tmp_dir),
-            "LOG_LOCATION": str(scratch / "logs"),
-            "METRICS_LOCATION": str(scratch / "logs"),
+            "LOG_LOCATION": str(self.scratch_dir / "logs"),
+            "METRICS_LOCATION": str(self.scratch_dir / "logs"),
         }
 
 
@@ -115,10 +118,11 @@ def running_instance(
 ) -> Instance:
     """The instance started from ``workdir``, with the ports and the model store its rendered
     config holds (an instance on other ports, e.g. a test's, is found by its folder alone)."""
-    config = Path(workdir) / "config.properties"
-    if not config.is_file():
-        return Instance(Path(workdir), Path(model_store))
-    settings = dict(line.split("=", 1) for line in config.read_text().splitlines() if "=" in line)
+    bare = Instance(Path(workdir), Path(model_store))
+    if not bare.config_file.is_file():
+        return bare
+    text = bare.config_file.read_text()
+    settings = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
     model_store = Path(settings.get("model_store", model_store))
     ports = Ports(
         inference=_port(settings["inference_address"]),
