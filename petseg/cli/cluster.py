@@ -85,7 +85,7 @@ def run_cluster(args: argparse.Namespace, instance: launcher.Instance) -> int:
                 f"worker (target {scaling.target:g})"
             )
         print(f"instances file: {Path(started.root) / cluster.INSTANCES_FILE} (--instances)")
-        print(f"kept by process {started.keeper_pid}: it heals the fleet and runs the decider")
+        print(f"kept by process {started.keeper.pid}: it heals the fleet and runs the decider")
     elif args.action == "keep":
         return keeper.keep(root)
     elif args.action == "scale":

@@ -19,7 +19,6 @@ import contextlib
 import dataclasses
 import json
 import math
-import os
 import shutil
 import signal
 import subprocess
@@ -32,6 +31,7 @@ from pathlib import Path
 from frontend_server import DEFAULTS as WEB_DEFAULTS
 from handler.protocol import Ports
 from petseg.fleet import processes
+from petseg.fleet.processes import Recorded
 from petseg.fleet.proxy_gauges import gauge
 from petseg.rollout.decider import Fleet
 from petseg.serving import state
@@ -65,12 +65,19 @@ class Member:
 
     workdir: str
     ports: dict[str, int]
-    torchserve_pid: int
+    torchserve: Recorded
     """Leader of TorchServe's process group: the launcher, Java and the workers."""
     web_port: int
-    web_pid: int
+    web: Recorded
+    """The web proxy, leader of its own process group too."""
     operator_port: int = 0
     """The proxy's operators' listener (/metrics, /status.json): what the decider reads."""
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Member:
+        """A member as :meth:`Cluster.save` wrote it (its processes as nested records)."""
+        processes_ = {name: Recorded(**data[name]) for name in ("torchserve", "web")}
+        return cls(**{**data, **processes_})
 
     @property
     def instance(self) -> Instance:
@@ -94,12 +101,12 @@ class Cluster:
     state: str
     """The serving state file every instance applies."""
     port: int
-    nginx_pid: int = 0
+    nginx: Recorded | None = None
     members: list[Member] | None = None
     started: int = 0
     """Instances started so far: each new one gets a folder of its own."""
-    keeper_pid: int = 0
-    """The keeper (petseg.fleet.keeper) that heals the cluster; 0: none."""
+    keeper: Recorded | None = None
+    """The keeper (petseg.fleet.keeper) that heals the cluster; None: none."""
     keeper_metrics_port: int = 0
     scaling: dict[str, float] | None = None
     """The autoscaler's bounds and pace (petseg.fleet.autoscale.Scaling); None: a fixed size."""
@@ -125,7 +132,9 @@ class Cluster:
         if not path.is_file():
             raise FileNotFoundError(f"no cluster in {root}: start one with `petseg cluster start`")
         data = json.loads(path.read_text())
-        data["members"] = [Member(**member) for member in data["members"] or []]
+        for name in ("nginx", "keeper"):
+            data[name] = data[name] and Recorded(**data[name])
+        data["members"] = [Member.from_dict(member) for member in data["members"] or []]
         return cls(**data)
 
 
@@ -135,24 +144,26 @@ def start_member(cluster: Cluster) -> Member:
     cluster.started += 1
     workdir = Path(cluster.root) / f"instance-{cluster.started}"
     instance = Instance(workdir, Path(cluster.store), unused_ports())
-    torchserve = processes.adopt(start(instance))
+    server = start(instance)
+    torchserve = processes.adopt(server)
     web = None
     try:
         # The proxy starts beside TorchServe (it answers 503 until the state is applied): a
         # replacement is back a few seconds sooner.
         web_port, operator_port = free_ports(2)
-        web = processes.adopt(start_proxy(instance, web_port, operator_port))
-        bring_up(instance, torchserve, Path(cluster.state), timeout=300)
+        proxy = start_proxy(instance, web_port, operator_port)
+        web = processes.adopt(proxy)
+        bring_up(instance, server, Path(cluster.state), timeout=300)
         member = Member(
-            str(workdir), asdict(instance.ports), torchserve.pid, web_port, web.pid, operator_port
+            str(workdir), asdict(instance.ports), torchserve, web_port, web, operator_port
         )
-        wait_answering(f"{member.url}/api/health", web, "the web proxy", timeout=60, status=200)
+        wait_answering(f"{member.url}/api/health", proxy, "the web proxy", timeout=60, status=200)
     except BaseException:
         if web is not None:
-            web.terminate()
-            processes.reap(web.pid)
+            web.signal(signal.SIGTERM)
+            web.reap()
         stop(instance)
-        processes.reap(torchserve.pid)
+        torchserve.reap()
         raise
     return member
 
@@ -206,25 +217,22 @@ def start_proxy(instance: Instance, port: int, operator_port: int) -> subprocess
 
 def stop_member(member: Member) -> None:
     """The proxy first (nginx sends what it had in flight elsewhere), then TorchServe."""
-    processes.signal_process(member.web_pid, signal.SIGTERM)
-    processes.reap(member.web_pid)
+    member.web.signal(signal.SIGTERM)
+    member.web.reap()
     stop(member.instance)
-    processes.reap(member.torchserve_pid)
+    member.torchserve.reap()
 
 
 def alive(member: Member) -> bool:
     """Both process groups of the instance still have their leaders."""
-    return processes.process_alive(member.web_pid) and processes.process_alive(
-        member.torchserve_pid
-    )
+    return member.web.alive() and member.torchserve.alive()
 
 
 def kill_member(member: Member) -> None:
     """SIGKILL the whole instance, as when its machine dies: proxy, Java frontend, workers."""
-    for leader in (member.web_pid, member.torchserve_pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(leader, signal.SIGKILL)
-        processes.reap(leader)
+    for leader in (member.web, member.torchserve):
+        leader.signal_group(signal.SIGKILL)
+        leader.reap()
 
 
 # -- the balancer ------------------------------------------------------------------------------
@@ -260,15 +268,13 @@ def start_nginx(cluster: Cluster) -> None:
     prefix = render_nginx(cluster)
     with (prefix / "nginx.out").open("ab") as log:
         command = [nginx_command(), "-p", str(prefix), "-c", "nginx.conf", "-e", "stderr"]
-        process = processes.adopt(
-            subprocess.Popen(
-                [*command, "-g", "daemon off;"],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        process = subprocess.Popen(
+            [*command, "-g", "daemon off;"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
-    cluster.nginx_pid = process.pid
+    cluster.nginx = processes.adopt(process)
     wait_answering(f"{cluster.url}/api/health", process, "nginx", timeout=60, status=200)
 
 
@@ -280,7 +286,7 @@ def reload_nginx(cluster: Cluster, drained: set[int] = frozenset()) -> None:
         check=True,
         capture_output=True,
     )
-    processes.signal_process(cluster.nginx_pid, signal.SIGHUP)
+    cluster.nginx.signal(signal.SIGHUP)
     time.sleep(0.5)  # the master starts new workers and tells the old ones to finish
 
 
@@ -327,10 +333,9 @@ def start_keeper(cluster: Cluster) -> int:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    processes.adopt(keeper)
     with locked(root):
         running = Cluster.load(root)
-        running.keeper_pid = cluster.keeper_pid = keeper.pid
+        running.keeper = cluster.keeper = processes.adopt(keeper)
         running.save()
     return keeper.pid
 
@@ -366,14 +371,13 @@ def replace_member(cluster: Cluster, old: Member) -> Member:
 def restart_proxy(cluster: Cluster, member: Member) -> Member:
     """A new web proxy for ``member``'s TorchServe on the same ports (the balancer's list is
     unchanged), as a kubelet restarts one container of a pod; the member as it is now."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(member.web_pid, signal.SIGKILL)
-    processes.reap(member.web_pid)
-    web = processes.adopt(start_proxy(member.instance, member.web_port, member.operator_port))
-    restarted = dataclasses.replace(member, web_pid=web.pid)
+    member.web.signal_group(signal.SIGKILL)
+    member.web.reap()
+    proxy = start_proxy(member.instance, member.web_port, member.operator_port)
+    restarted = dataclasses.replace(member, web=processes.adopt(proxy))
     cluster.members[cluster.members.index(member)] = restarted
     cluster.save()
-    wait_answering(f"{restarted.url}/api/health", web, "the web proxy", timeout=60, status=200)
+    wait_answering(f"{restarted.url}/api/health", proxy, "the web proxy", timeout=60, status=200)
     return restarted
 
 
@@ -387,15 +391,15 @@ def locked(root: Path) -> Iterator[None]:
 def stop_cluster(cluster: Cluster) -> None:
     """The keeper first (it would heal what is being stopped), then nginx and every instance
     as the keeper left them."""
-    if cluster.keeper_pid:
-        processes.signal_process(cluster.keeper_pid, signal.SIGTERM)
-        processes.reap(cluster.keeper_pid, timeout=60)
+    if cluster.keeper:
+        cluster.keeper.signal(signal.SIGTERM)
+        cluster.keeper.reap(timeout=60)
         with contextlib.suppress(FileNotFoundError):
             cluster = Cluster.load(Path(cluster.root))
-    if cluster.nginx_pid:
-        processes.signal_process(cluster.nginx_pid, signal.SIGQUIT)
+    if cluster.nginx:
+        cluster.nginx.signal(signal.SIGQUIT)
     for member in cluster.members or []:
         stop_member(member)
-    if cluster.nginx_pid:
-        processes.reap(cluster.nginx_pid)
+    if cluster.nginx:
+        cluster.nginx.reap()
     Path(cluster.root, STATE_FILE).unlink(missing_ok=True)

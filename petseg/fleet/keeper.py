@@ -38,7 +38,6 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
 from petseg.fleet import cluster as fleet
-from petseg.fleet import processes
 from petseg.fleet.autoscale import Autoscaler, Scaling
 from petseg.serving.launcher import http_status
 from torchserve_client import TorchServeError
@@ -220,9 +219,9 @@ class Keeper:
 
     def problem(self, member: fleet.Member, watched: Watched, now: float) -> tuple[str, str] | None:
         """What is wrong with ``member`` now: (kind, reason), or None."""
-        if not processes.process_alive(member.torchserve_pid):
+        if not member.torchserve.alive():
             return "torchserve", "exited"
-        if not processes.process_alive(member.web_pid):
+        if not member.web.alive():
             return "web", "exited"
         if http_status(f"{member.url}/api/health", HEALTH_TIMEOUT_S) == 200:
             watched.unhealthy_since = None

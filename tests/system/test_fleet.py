@@ -184,7 +184,7 @@ def test_no_restart_resumes_the_aborted_trial_and_only_a_new_one_starts(kept):
 
 
 def decider_process(cluster: fleet.Cluster) -> psutil.Process:
-    keeper = psutil.Process(record(cluster).keeper_pid)
+    keeper = psutil.Process(record(cluster).keeper.pid)
     (child,) = [c for c in keeper.children() if "watch" in c.cmdline()]
     return child
 
@@ -207,10 +207,10 @@ def worker_pid(member: fleet.Member) -> int:
 
 
 FAULTS: list[tuple[str, str, str, Callable[[fleet.Member], None]]] = [
-    ("a web proxy", "web", "exited", lambda m: os.killpg(m.web_pid, signal.SIGKILL)),
+    ("a web proxy", "web", "exited", lambda m: os.killpg(m.web.pid, signal.SIGKILL)),
     ("a worker", "worker", "exited", lambda m: os.kill(worker_pid(m), signal.SIGKILL)),
-    ("a TorchServe", "torchserve", "exited", lambda m: os.killpg(m.torchserve_pid, signal.SIGKILL)),
-    ("a hung web proxy", "web", "unhealthy", lambda m: os.kill(m.web_pid, signal.SIGSTOP)),
+    ("a TorchServe", "torchserve", "exited", lambda m: os.killpg(m.torchserve.pid, signal.SIGKILL)),
+    ("a hung web proxy", "web", "unhealthy", lambda m: os.kill(m.web.pid, signal.SIGSTOP)),
 ]
 
 

@@ -13,6 +13,7 @@ import pytest
 from petseg.fleet import autoscale
 from petseg.fleet import cluster as fleet
 from petseg.fleet.autoscale import WINDOW_S, Autoscaler, Scaling, wanted
+from petseg.fleet.processes import Recorded
 
 SCALING = Scaling(1, 3, target=3.0, scale_in_after_s=30.0)
 
@@ -51,7 +52,8 @@ class Fleet:
 
     def add(self) -> None:
         n = len(self.cluster.members)
-        self.cluster.members.append(fleet.Member(f"i{n}", {}, 0, 9000 + n, 0, 0))
+        nobody = Recorded(0, 0.0)
+        self.cluster.members.append(fleet.Member(f"i{n}", {}, nobody, 9000 + n, nobody, 0))
 
     def retire(self, member: fleet.Member) -> None:
         assert member is self.cluster.members[-1], "the newest goes first"
