@@ -17,6 +17,7 @@ import os
 import select
 import socket
 import threading
+import weakref
 from dataclasses import dataclass
 from email.message import Message
 from typing import IO, Any
@@ -67,15 +68,27 @@ def dropped(sock: socket.socket) -> bool:
     return bool(poller.poll(0))
 
 
-class Pool(dict[tuple[str, str], http.client.HTTPConnection]):
+class Pool:
     """One thread's connections, by scheme and host, closed with it: a socket left to the
-    garbage collector stays open until then and warns (ResourceWarning)."""
+    garbage collector stays open until then and warns (ResourceWarning).
+
+    A weakref finalizer closes them, not ``__del__``: a pool that is garbage in a reference
+    cycle (a discarded Flask app holds a client) is finalized with everything in the cycle in
+    no set order, and a socket finalized before the pool's ``__del__`` has closed it warns in
+    whatever code runs at that moment. The finalizer runs before any of them, and the
+    connections it closes are its own arguments, not part of the garbage."""
+
+    def __init__(self) -> None:
+        self.connections: dict[tuple[str, str], http.client.HTTPConnection] = {}
+        weakref.finalize(self, close_all, self.connections)
 
     def close(self) -> None:
-        for connection in self.values():
-            connection.close()
+        close_all(self.connections)
 
-    __del__ = close
+
+def close_all(connections: dict[tuple[str, str], http.client.HTTPConnection]) -> None:
+    for connection in connections.values():
+        connection.close()
 
 
 class Connections:
@@ -96,7 +109,7 @@ class Connections:
         return self._local.pool
 
     def _connection(self, scheme: str, netloc: str, timeout: float) -> http.client.HTTPConnection:
-        pool = self._pool()
+        pool = self._pool().connections
         connection = pool.get((scheme, netloc))
         if connection is None:
             kind = http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection

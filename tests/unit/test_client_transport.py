@@ -4,9 +4,11 @@ the server closed, answers that never come."""
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import socket
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -230,3 +232,23 @@ def test_a_closed_connection_is_seen_before_a_body_is_sent_into_it():
         assert not transport.dropped(ours)
         theirs.close()
         assert transport.dropped(ours)
+
+
+def test_a_client_dropped_in_a_reference_cycle_closes_its_connections_without_a_warning(
+    serve, monkeypatch
+):
+    """A discarded Flask app holds its client in a cycle: the collector finalizes the whole
+    cycle, in no set order, and an open socket finalized there warns in whatever runs then."""
+    unraised = []
+    monkeypatch.setattr(sys, "unraisablehook", unraised.append)
+    for _ in range(20):
+        _, client = serve()
+        client.list_models()
+        (connection,) = client.connections._pool().connections.values()
+        opened = connection.sock
+        cycle = {"client": client}
+        cycle["cycle"] = cycle
+        del client, connection, cycle
+        gc.collect()
+        assert opened.fileno() == -1, "the connection stayed open"
+    assert not [u.exc_value for u in unraised if isinstance(u.exc_value, ResourceWarning)]
