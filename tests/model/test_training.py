@@ -33,32 +33,34 @@ def test_training_lowers_the_loss_and_writes_its_outputs(trained_run):
 
 
 def test_resume_repeats_exactly_what_the_interrupted_run_would_have_done(
-    oxford_dir, tmp_path, monkeypatch
+    trained_run, oxford_dir, tmp_path, monkeypatch
 ):
-    straight = tmp_path / "straight"
-    train.main(tiny_train_args(oxford_dir, straight, "--epochs", "3", "--patience", "0"))
-
-    interrupted = tmp_path / "interrupted"
+    """Interrupted in epoch 2, resumed: its epoch 2 is the uninterrupted run's (trained_run,
+    the same arguments). The resumed run is interrupted too, in epoch 3: it has shown what it
+    was to show."""
     real_epoch = train.train_one_epoch
 
-    def dies_in_epoch_2(*args, **kwargs):
-        if args[-2] == 2:  # the epoch argument
-            raise KeyboardInterrupt
-        return real_epoch(*args, **kwargs)
+    def dies_in_epoch(epoch: int):
+        def train_one_epoch(*args, **kwargs):
+            if args[-2] == epoch:  # the epoch argument
+                raise KeyboardInterrupt
+            return real_epoch(*args, **kwargs)
 
-    monkeypatch.setattr(train, "train_one_epoch", dies_in_epoch_2)
+        return train_one_epoch
+
+    same = ("--epochs", "6", "--patience", "0")
+    monkeypatch.setattr(train, "train_one_epoch", dies_in_epoch(2))
     with pytest.raises(KeyboardInterrupt):
-        train.main(tiny_train_args(oxford_dir, interrupted, "--epochs", "3", "--patience", "0"))
-    assert torch.load(interrupted / "last.pt", weights_only=True)["epoch"] == 1
-    monkeypatch.setattr(train, "train_one_epoch", real_epoch)
-    train.main(
-        tiny_train_args(oxford_dir, interrupted, "--epochs", "3", "--patience", "0", "--resume")
-    )
+        train.main(tiny_train_args(oxford_dir, tmp_path, *same))
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["epoch"] == 1
+    monkeypatch.setattr(train, "train_one_epoch", dies_in_epoch(3))
+    with pytest.raises(KeyboardInterrupt):
+        train.main(tiny_train_args(oxford_dir, tmp_path, *same, "--resume"))
 
-    resumed = epochs_logged(interrupted)
+    resumed = epochs_logged(tmp_path)
     assert [r["epoch"] for r in resumed] == [0, 1, 2]
     for key in ("train_loss", "val_loss", "val_miou"):
-        assert resumed[2][key] == pytest.approx(epochs_logged(straight)[2][key], rel=1e-4)
+        assert resumed[2][key] == pytest.approx(epochs_logged(trained_run)[2][key], rel=1e-4)
 
 
 def test_early_stopping_stops_after_patience_epochs_without_gain(oxford_dir, tmp_path, monkeypatch):
