@@ -60,7 +60,7 @@ class Terminated(Exception):
 
 @dataclass
 class Watched:
-    """What the keeper remembers of one place in the fleet between two looks."""
+    """What the keeper remembers of one instance between two looks."""
 
     unhealthy_since: float | None = None
     worker_pids: frozenset[int] = frozenset()
@@ -129,8 +129,9 @@ class Keeper:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.metrics = KeeperMetrics()
-        self.watched: dict[int, Watched] = {}
-        """By position in the cluster's member list."""
+        self.watched: dict[str, Watched] = {}
+        """By the member's folder: each start has its own, and a roll or a scaling moves members
+        in the list (by position, a new instance would be compared with the one before it)."""
         self.backoffs: dict[tuple[int | None, str], Backoff] = {}
         """By position and kind of restart (None: the decider)."""
         self.decider: subprocess.Popen | None = None
@@ -157,6 +158,8 @@ class Keeper:
         now = time.monotonic()
         with fleet.locked(self.root):
             cluster = fleet.Cluster.load(self.root)
+            for gone in self.watched.keys() - {member.workdir for member in cluster.members}:
+                del self.watched[gone]
             for index, member in enumerate(list(cluster.members)):
                 self.keep(cluster, index, member, now)
             self.scale(cluster, now)
@@ -176,13 +179,11 @@ class Keeper:
         change = self.autoscaler.step(cluster, now)
         if change is not None:
             self.metrics.scalings.labels(change).inc()
-            for gone in [index for index in self.watched if index >= len(cluster.members)]:
-                del self.watched[gone]
         if self.autoscaler.load is not None:
             self.metrics.load.set(self.autoscaler.load)
 
     def keep(self, cluster: fleet.Cluster, index: int, member: fleet.Member, now: float) -> None:
-        watched = self.watched.setdefault(index, Watched())
+        watched = self.watched.setdefault(member.workdir, Watched())
         problem = self.problem(member, watched, now)
         if problem is None:
             return
@@ -206,7 +207,7 @@ class Keeper:
                 "instance %s: restart failed (%s); next try in %.0f s", member.workdir, exc, delay
             )
             return
-        self.watched[index] = Watched()
+        self.watched.pop(member.workdir, None)  # a new proxy or a new instance: looked at afresh
         delay = backoff.restarted(time.monotonic(), ok=True)
         if delay:
             log.warning(

@@ -6,6 +6,7 @@ keep` (which runs the rollout's decider, `petseg rollout watch`).
   state, and both proxies stop sending the candidate anything within 10 s of the decision.
 - Every process restarted (a roll replaces every instance; the decider killed): still aborted.
   Only an explicit `petseg rollout canary` starts a trial again.
+  The keeper counts none of the new instances' workers as restarted.
 - Each kind of process of the fleet SIGKILLed (a proxy, a worker, a whole TorchServe, the
   decider) or hung (a proxy stopped): back without an operator, counted in the keeper's
   metrics, and no upload through nginx lost.
@@ -166,6 +167,8 @@ def test_no_restart_resumes_the_aborted_trial_and_only_a_new_one_starts(kept):
     assert [candidate_requests(member) for member in members] == [0, 0], "resumed"
     assert state.load(Path(kept.state)).rollout == decided, "the record changed"
     wait_for(lambda: decider_process(kept).pid != decider.pid, RECOVERY_S, "new decider")
+    # the keeper looked at the new instances all along: none of their workers is a restart
+    assert restarts(kept, "worker", "exited") == 0, "new instances counted as worker restarts"
     # A new trial, by a person: it runs (a canary of 2.0 answers its share), then ends by hand.
     canary = ("rollout", "canary", WRONG, "--percent", "50", "--min-requests", "5000")
     assert everywhere(kept, *canary).returncode == 0
