@@ -12,8 +12,8 @@ keep` (which runs the rollout's decider, `petseg rollout watch`).
   metrics, and no upload through nginx lost.
 
 Recovery times are printed for docs/several-instances.md, not asserted as timings: each
-recovery must come, within a bound twice the 30 s the keeper aims at, so that a busy machine
-(the suite on two processes) does not fail what works.
+recovery must come within twice the 30 s the keeper aims at, so that a busy machine (the suite
+on two processes) does not fail what works.
 """
 
 from __future__ import annotations
