@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from filelock import FileLock
 
 from petseg.cli.labelling import PASSWORD_VARIABLE, TOKEN_VARIABLE
 from petseg.serving.launcher import ROOT, free_ports
@@ -43,17 +44,20 @@ class StudioError(RuntimeError):
 
 
 def installed() -> Path:
-    """The label-studio command, installed first where it is missing."""
+    """The label-studio command, installed first where it is missing: by one caller at a time
+    (the tests start the install in the background as their run begins; the test that needs
+    it waits for that install instead of starting a second one beside it)."""
     command = HOME / "bin" / "label-studio"
-    if COMPLETE.is_file() and COMPLETE.read_text() == REQUIREMENTS.read_text():
-        return command
     HOME.parent.mkdir(parents=True, exist_ok=True)
-    if not (HOME / "bin" / "python").exists():
-        subprocess.run([sys.executable, "-m", "venv", str(HOME)], check=True)
-    pip = [str(HOME / "bin" / "python"), "-m", "pip", "install", "--quiet", "--no-input"]
-    print(f"installing Label Studio {VERSION} into {HOME} (once)", file=sys.stderr, flush=True)
-    subprocess.run([*pip, "-r", str(REQUIREMENTS)], check=True, timeout=900)
-    COMPLETE.write_text(REQUIREMENTS.read_text())
+    with FileLock(HOME.parent / f"label-studio-{VERSION}.lock"):
+        if COMPLETE.is_file() and COMPLETE.read_text() == REQUIREMENTS.read_text():
+            return command
+        if not (HOME / "bin" / "python").exists():
+            subprocess.run([sys.executable, "-m", "venv", str(HOME)], check=True)
+        pip = [str(HOME / "bin" / "python"), "-m", "pip", "install", "--quiet", "--no-input"]
+        print(f"installing Label Studio {VERSION} into {HOME} (once)", file=sys.stderr, flush=True)
+        subprocess.run([*pip, "-r", str(REQUIREMENTS)], check=True, timeout=900)
+        COMPLETE.write_text(REQUIREMENTS.read_text())
     return command
 
 

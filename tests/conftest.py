@@ -16,10 +16,12 @@ from pathlib import Path
 
 import pytest
 
+from bench import label_studio
 from model_training.synth import generate
 from petseg.serving.launcher import Instance, serve_archive, stop, unused_ports
 from tests.container.support import MEASURED, start_warming
 from tests.support import traffic
+from tests.support.beforehand import in_background
 from tests.support.stack import Web, name_ports, running_web
 from tests.support.training import tiny_train_args, write_kaggle_layout
 
@@ -50,8 +52,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark each test by its folder (a test anywhere that needs the trained model is slow), and
-    put the folders in ``RUN_ORDER``."""
+    """Mark each test by its folder (a test anywhere that needs the trained model is slow), put
+    the folders in ``RUN_ORDER``, and start what late tests need in the background
+    (tests/support/beforehand.py)."""
     for item in items:
         folder = Path(item.path).parent.name
         if folder not in FOLDER_MARKERS:
@@ -61,9 +64,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if "tiny_export" in getattr(item, "fixturenames", ()):
             item.add_marker("slow")
     items.sort(key=lambda item: RUN_ORDER.index(Path(item.path).parent.name))
-    containers = any(item.get_closest_marker("container") for item in items)
-    if containers and shutil.which("podman") and WORKER in (None, "gw0"):  # one warm-up a run
+    if WORKER not in (None, "gw0"):  # one warm-up a run
+        return
+    if shutil.which("podman") and any(item.get_closest_marker("container") for item in items):
         start_warming()
+    if any("studio" in getattr(item, "fixturenames", ()) for item in items):
+        in_background("installing-label-studio", label_studio.installed)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

@@ -12,6 +12,7 @@ import psutil
 from filelock import FileLock
 
 from deploy import images
+from tests.support.beforehand import in_background
 
 TAG = "test"
 """The tests' tag: a user's `make image` (tag latest) is left alone; both share the layers."""
@@ -38,30 +39,18 @@ class Pod:
         return images.container_names(self.name)[1]
 
 
-class Warming(threading.Thread):
-    """`images.warm` in the background from the start of a run (the container tests run last):
-    building torch's layers cold takes minutes of mostly disk work, which the other tests
-    hide."""
-
-    def __init__(self) -> None:
-        super().__init__(name="warming-images", daemon=True)
-        self.failure: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            with BUILDING:
-                images.warm(images.BuildOptions(tag=TAG))
-        except BaseException as exc:  # the build after it fails again, loudly: no need here
-            self.failure = exc
-
-
-WARMING: list[Warming] = []
-"""The run's warm-up, once it started (tests/conftest.py)."""
+WARMING: list[threading.Thread] = []
+"""The run's warm-up of the images' layers, once it started (tests/conftest.py): building
+torch's layers cold takes minutes of mostly disk work, which the other tests hide (the
+container tests run last)."""
 
 
 def start_warming() -> None:
-    WARMING.append(Warming())
-    WARMING[0].start()
+    def warm() -> None:
+        with BUILDING:
+            images.warm(images.BuildOptions(tag=TAG))
+
+    WARMING.append(in_background("warming-images", warm))
 
 
 def build(export_dir: Path) -> tuple[dict[str, str], float]:
