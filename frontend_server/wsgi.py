@@ -14,6 +14,8 @@ not idle); and each slow upload could spool up to the body cap to disk. This ser
   it) instead of leaving it queued;
 - counts the body bytes it holds for all requests together (memory and temporary files): past
   its budget (``SPOOL_BUDGET_UPLOADS``) the request that brings more gets a 503.
+- sends an answer's header with its body, never alone (``HELD_ANSWER_BYTES``), so a balancer
+  can retry an answer an instance died giving.
 
 What it answers before the app runs (the 408 and 503 above, a malformed request, headers or a
 body over their caps) is JSON like the app's errors, with the same security headers
@@ -82,6 +84,14 @@ MAX_HEADER_BYTES = 16 * 1024
 """Browsers send 1-8 KiB; waitress's default (256 KiB) let each slow connection hold more."""
 CLEANUP_INTERVAL_S = 1
 """How often deadlines and idle connections are checked (waitress's default: 30 s)."""
+HELD_ANSWER_BYTES = 1024 * 1024
+"""Answer bytes a connection holds before it sends any (waitress's ``send_bytes``). waitress's
+default, 1, sends the header alone as soon as it is built: an instance killed before the body
+followed left the balancer a header it had passed on, so it could not try another instance,
+and the client got a broken answer (one upload in 400, tests/system/test_cluster.py). Held, the
+header leaves with the body, in one send up to the socket's buffer (16 KiB here: the answers to
+small photos): the balancer gets the whole answer or nothing, and retries nothing elsewhere.
+waitress 3 deprecates the setting as an argument, so ``Server`` sets it on its adjustments."""
 
 
 def connection_limit() -> int:
@@ -239,6 +249,7 @@ class Server(TcpWSGIServer):
         # waitress's own connection_limit stops accepting, and new clients wait unanswered in
         # the kernel's queue: out of reach here, as handle_accept answers them 503 at ``limit``.
         super().__init__(app, connection_limit=sys.maxsize, **adjustments)
+        self.adj.send_bytes = HELD_ANSWER_BYTES
         try:
             self.operator = operator_server(app)
         except Exception:

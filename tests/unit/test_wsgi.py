@@ -13,6 +13,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 import pytest
+from waitress.adjustments import Adjustments
 from waitress.channel import HTTPChannel
 from waitress.parser import HTTPRequestParser
 from waitress.server import TcpWSGIServer
@@ -55,6 +56,7 @@ SIGNATURES = {
 """The methods the subclasses override or call, with their signatures in the pinned version."""
 ATTRIBUTES = {
     HTTPRequestParser: ("completed", "headers_finished", "body_bytes_received", "error"),
+    Adjustments: ("send_bytes",),
     HTTPChannel: ("parser_class", "error_task_class", "request", "close_when_flushed"),
     ErrorTask: ("status", "content_length"),
     TcpWSGIServer: ("channel_class",),
@@ -153,3 +155,27 @@ def test_closing_the_server_ends_its_loop_while_a_client_keeps_its_connection_op
     finally:
         for client in clients:
             client.close()
+
+
+def test_an_answer_leaves_in_one_send_with_its_header(tmp_path, monkeypatch):
+    """waitress sent the header alone first: an instance killed before its body followed left
+    the balancer a header it had passed on, unable to retry elsewhere. Every byte each
+    connection sends is recorded here: the first send must hold the whole answer."""
+    sent: list[bytes] = []
+    send = wsgi.Channel.send
+
+    def recorded(channel: wsgi.Channel, data: bytes, do_close: bool = True) -> int:
+        count = send(channel, data, do_close)
+        sent.append(bytes(data[:count]))
+        return count
+
+    monkeypatch.setattr(wsgi.Channel, "send", recorded)
+    with serving(offline_config(tmp_path)) as (url, _):
+        host, port = url.removeprefix("http://").split(":")
+        client = http.client.HTTPConnection(host, int(port), timeout=10)
+        client.request("GET", "/")
+        page = client.getresponse().read()
+        client.close()
+    assert len(page) > 1000 and len(sent) == 1, [len(chunk) for chunk in sent]
+    head, _, body = sent[0].partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200") and body == page
