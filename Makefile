@@ -198,12 +198,11 @@ balancer:
 
 # pytest's own per-test timeout (pyproject.toml) catches a hung test; the kill is the last
 # resort for a hung session and stays well inside CI's 90 minutes on a slow machine.
-# TEST_JOBS=2 runs the suite on two processes (pytest-xdist), each given one test module at a
-# time, so a module's servers start once for its tests: 907-1,029 s for a fresh clone's run on
-# 2 cores, against 1,185-1,538 s on one; not yet the default, as two of four such full runs
-# failed in the cluster tests (docs/development.md).
+# The suite runs on two processes (pytest-xdist; TEST_JOBS=0 for one), each given one test
+# module at a time, so a module's servers start once for its tests. A fresh clone's run on 2
+# cores: 1,183 s whole on two processes, against 1,425-1,540 s on one (docs/development.md).
 # test-fast stays on one process: it is CPU-bound, and two did not shorten it on 2 cores.
-TEST_JOBS ?= 0
+TEST_JOBS ?= 2
 PYTEST_JOBS := $(if $(filter 0,$(TEST_JOBS)),,-n $(TEST_JOBS) --dist loadfile --no-loadscope-reorder)
 
 # One after another (apt holds one lock), while pip fills the venv beside them (make test): on a
