@@ -28,15 +28,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from bench.inputs import SIZES, pet_photo
-from bench.pipeline import handle_batch, local_handler
+from bench.pipeline import handle_batch, local_handler, served_settings
 from bench.report import GAIN_TO_KEEP, ablation_line
 from bench.speed_model import random_weights_model
 from handler.petseg_handler import PetSegHandler
 from handler.spec import SPEC_FILENAME
-from petseg.packaging.archive import MODEL_CONFIG
+from handler.threads import idle_workers
 from petseg.serving.launcher import ROOT
 
 
@@ -89,18 +87,21 @@ def _alternate(
 def _in_process(
     model_dir: Path, served: dict, ablation: Ablation, photo: bytes, rounds: int, seconds: float
 ):
-    handlers = {
-        on: local_handler(model_dir, _settings(served, ablation, on)) for on in (True, False)
-    }
     batch = 1 if ablation.measure == "lone_ms" else int(served["batchSize"])
     rows = [{"body": photo}] * batch
 
     def step(handler: PetSegHandler) -> int:
         return len(handle_batch(handler, rows))
 
-    for handler in handlers.values():
-        step(handler)  # first call: allocations, caches
-    rates = _alternate(handlers, step, rounds, seconds)
+    # The served configuration's other workers, alive and idle: the handlers' thread plans
+    # count them, so each batch gets one worker's share of the cores (a lone one all of them).
+    with idle_workers(int(served["workers"]) - 1):
+        handlers = {
+            on: local_handler(model_dir, _settings(served, ablation, on)) for on in (True, False)
+        }
+        for handler in handlers.values():
+            step(handler)  # first call: allocations, caches
+        rates = _alternate(handlers, step, rounds, seconds)
     if ablation.measure == "lone_ms":
         return {on: [1000 / rate for rate in values] for on, values in rates.items()}
     return rates
@@ -149,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no exported model in {args.export_dir}: run `make train-demo`", file=sys.stderr)
         return 2
 
-    served = yaml.safe_load(MODEL_CONFIG.read_text())
+    served = served_settings()
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = random_weights_model(args.export_dir, Path(tmp) / "model", args.size)
         print(f"ablation, {args.size} px model, random weights:", flush=True)

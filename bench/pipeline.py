@@ -16,12 +16,20 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
 from ts.context import Context, RequestProcessor
 from ts.metrics.metric_cache_yaml_impl import MetricsCacheYamlImpl
 
 from handler.petseg_handler import PetSegHandler
 from handler.protocol import MODEL_NAME
-from petseg.serving.launcher import METRICS_CONFIG
+from petseg.packaging.archive import MODEL_CONFIG
+from petseg.serving.launcher import METRICS_CONFIG, default_workers
+
+
+def served_settings() -> dict:
+    """What a worker of the served configuration is given (config/model-config.yaml), with
+    ``workers``: how many serve a version whose state names none (the bench's instance)."""
+    return {**yaml.safe_load(MODEL_CONFIG.read_text()), "workers": default_workers()}
 
 
 def worker_context(model_dir: Path, settings: dict, version: str = "1.0") -> Context:
@@ -89,7 +97,7 @@ def pipeline_limit(run: PipelineRun) -> dict[str, float]:
 
     The workers start each repeat together (a barrier) and each counts its own images, so a
     repeat's rate is the sum of theirs."""
-    workers = int(run.settings.get("minWorkers", 1))
+    workers = int(run.settings["workers"])
     context = multiprocessing.get_context("spawn")
     barrier, rates = context.Barrier(workers), context.Queue()
     processes = [

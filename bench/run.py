@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
 from PIL import Image
 
 from bench import ablation, report
@@ -32,12 +31,11 @@ from bench.agreement import batched_agreement
 from bench.inputs import SIZES, pet_photo
 from bench.limit import measure_limits
 from bench.naive_baseline import NaiveSegmenter
-from bench.pipeline import PipelineRun, pipeline_limit
+from bench.pipeline import PipelineRun, pipeline_limit, served_settings
 from bench.served import measure_naive, measure_torchserve
 from bench.speed_model import random_weights_model
 from bench.under_test import Model, Workload
 from handler.spec import SPEC_FILENAME, ModelSpec
-from petseg.packaging.archive import MODEL_CONFIG
 from petseg.serving.launcher import ROOT
 
 AGREEMENT_PHOTOS = {"500x375": 8, "4000x3000": 2}
@@ -109,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     started = time.monotonic()
-    settings = yaml.safe_load(MODEL_CONFIG.read_text())
+    settings = served_settings()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     photos = {name: pet_photo(*wh) for name, wh in SIZES.items()}
     work = Workload(
@@ -120,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
             for photo, count in AGREEMENT_PHOTOS.items()
         },
     )
-    serving = {k: settings[k] for k in ("minWorkers", "batchSize", "maxBatchDelay", "handler")}
+    serving = {k: settings[k] for k in ("workers", "batchSize", "maxBatchDelay", "handler")}
     results = {
         "machine": report.machine(),
         "device": device,

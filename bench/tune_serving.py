@@ -33,12 +33,8 @@ CANDIDATES = [
 
 def variant_config(candidate: dict, folder: Path) -> Path:
     config = yaml.safe_load(MODEL_CONFIG.read_text())
-    config.update(
-        minWorkers=candidate["workers"],
-        maxWorkers=candidate["workers"],
-        batchSize=candidate["batchSize"],
-        maxBatchDelay=candidate["maxBatchDelay"],
-    )
+    # the workers go with the registration: an archive naming minWorkers would override it
+    config.update(batchSize=candidate["batchSize"], maxBatchDelay=candidate["maxBatchDelay"])
     config["handler"]["threads"] = candidate["threads"]
     path = folder / "model-config.yaml"
     path.write_text(yaml.safe_dump(config))

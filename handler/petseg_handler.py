@@ -52,7 +52,7 @@ class PetSegHandler(BaseHandler):
         device = torch.device(f"cuda:{gpu}" if use_cuda else "cpu")
         network, spec = load_exported(Path(properties["model_dir"]), device)
         model = ServingModel(network, device, config.mixed_precision)
-        self.runtime = WorkerRuntime(model, config, int(settings.get("minWorkers", 1)))
+        self.runtime = WorkerRuntime(model, config)
         self.runtime.warm_up(spec.input_size, int(properties.get("batch_size") or 1))
         # The archive's version (torch-model-archiver --version) is the one users manage.
         version = (context.manifest or {}).get("model", {}).get("modelVersion") or spec.version

@@ -18,8 +18,8 @@ class HandlerConfig:
     while it is decoded: ``reduced_jpeg_decode``). 0: the photo's own size. The mask is always
     the photo's size."""
     threads: int = 0
-    """torch threads per CPU worker; 0 = the plan of handler/threads.py (usable cores / workers,
-    all usable cores for a lone request)."""
+    """torch threads per CPU worker; 0 = the plan of handler/threads.py (usable cores / workers
+    alive on the machine, all usable cores for a lone request)."""
     mixed_precision: bool = True
     """bf16 weights on CPUs with native bf16, fp16 autocast on CUDA, else fp32 (see
     handler.model.ServingModel)."""

@@ -3,12 +3,17 @@ workers under load, all of them for a request that is alone.
 
 ``os.cpu_count()`` is the machine's count; in a container the CPU quota (cgroup ``cpu.max``) and
 the affinity mask are what the worker gets, and more threads than that only queue. Under load
-every worker is busy and batches fill, so each takes its share of the cores. A batch of one
-request while no other worker is busy (TorchServe waited ``maxBatchDelay`` and nothing else
-came) gets every core: the single-user latency of the page. "Busy" is seen through advisory
-locks, one file per worker in a folder of /dev/shm (per machine; per pod in Kubernetes): giving
-two lone batches every core at once oversubscribed the cores and, with OpenMP's spinning
-threads, made p95 at 2 to 4 clients 10x worse (0.8-1.0 s against 60-110 ms).
+every worker is busy and batches fill, so each takes its share of the cores: the cores over the
+workers alive on the machine now, counted at every batch, so the share follows `models scale`,
+a second version, a second instance, and workers that died. A batch of one request while no
+other worker is busy (TorchServe waited ``maxBatchDelay`` and nothing else came) gets every
+core: the single-user latency of the page.
+
+Workers see each other through advisory locks on files in a folder of /dev/shm (per machine;
+per pod in Kubernetes): each holds one lock for its life (the kernel drops it when the process
+dies, whatever killed it) and another while it works on a batch. Giving two lone batches every
+core at once oversubscribed the cores and, with OpenMP's spinning threads, made p95 at 2 to 4
+clients 10x worse (0.8-1.0 s against 60-110 ms).
 """
 
 from __future__ import annotations
@@ -49,26 +54,34 @@ def usable_cores() -> int:
 
 @dataclass(frozen=True)
 class ThreadPlan:
-    shared: int
-    """Threads for a batch of several requests: this worker's share of the cores."""
-    lone: int
-    """Threads for a batch of one request."""
+    cores: int
+    """The cores this worker may use (``usable_cores``)."""
+    configured: int = 0
+    """model-config.yaml ``threads``: that many always; 0 for the plan."""
+    lone_every_core: bool = True
+    """A lone request takes every idle core (off: it keeps the worker's share)."""
 
     @classmethod
-    def for_worker(cls, configured: int, workers: int, lone_every_core: bool = True) -> ThreadPlan:
-        """``configured`` threads always (model-config.yaml ``threads``), or 0: the plan above
-        (a lone request keeps the worker's share too when ``lone_every_core`` is off)."""
-        if configured:
-            return cls(configured, configured)
-        cores = usable_cores()
-        shared = max(1, cores // max(1, workers))
-        return cls(shared, cores if lone_every_core else shared)
+    def for_worker(cls, configured: int, lone_every_core: bool = True) -> ThreadPlan:
+        return cls(usable_cores(), configured, lone_every_core)
 
-    def threads(self, requests: int, others_busy: int) -> int:
-        """For a batch of ``requests`` while ``others_busy`` other workers are working."""
-        if requests > 1:
-            return self.shared
-        return max(self.shared, self.lone // (1 + others_busy))
+    def shared(self, workers: int) -> int:
+        """Threads for a batch of several requests while ``workers`` (this one included) are
+        alive on the machine: this worker's share of the cores."""
+        return self.configured or max(1, self.cores // max(1, workers))
+
+    def lone_may_gain(self, workers: int) -> bool:
+        """Whether a lone request may get more than the share: only then do the other workers'
+        busy locks matter."""
+        return not self.configured and self.lone_every_core and self.cores > self.shared(workers)
+
+    def threads(self, requests: int, workers: int, others_busy: int) -> int:
+        """For a batch of ``requests`` while ``workers`` are alive and ``others_busy`` of the
+        others are working."""
+        shared = self.shared(workers)
+        if requests > 1 or not self.lone_may_gain(workers):
+            return shared
+        return max(shared, self.cores // (1 + others_busy))
 
 
 def _default_folder() -> Path:
@@ -78,15 +91,22 @@ def _default_folder() -> Path:
     return base / f"petseg-workers-{os.getuid()}"
 
 
+ALIVE = ".alive"
+"""The suffix of the file a worker holds locked for its whole life."""
+
+
 class BusyWorkers:
-    """Workers on this machine mark themselves busy (an exclusive lock on their own file) and
-    count the others that are."""
+    """Workers on this machine say they are alive (a lock held for life on ``PID.alive``) and
+    busy (a lock on ``PID`` while they work), and count the others."""
 
     def __init__(self, folder: Path | None = None) -> None:
         self.folder = folder or _default_folder()
         self.folder.mkdir(mode=0o700, exist_ok=True)
-        # a descriptor held for the worker's life: its lock says "busy"
-        self._own = os.open(self.folder / str(os.getpid()), os.O_WRONLY | os.O_CREAT, 0o600)
+        pid = os.getpid()
+        # descriptors held for the worker's life: the first's lock says "alive", the second's
+        # "busy" (two files: converting one lock between kinds is not atomic)
+        self._alive = _locked_file(self.folder / f"{pid}{ALIVE}")
+        self._own = os.open(self.folder / str(pid), os.O_WRONLY | os.O_CREAT, 0o600)
 
     @contextlib.contextmanager
     def busy(self) -> Iterator[None]:
@@ -107,36 +127,69 @@ class BusyWorkers:
         finally:
             os.close(descriptor)  # closing releases the lock
 
-    def others_busy(self) -> int:
-        """Other workers holding their lock now; files of workers that died are removed."""
-        busy = 0
+    def alive(self) -> int:
+        """Workers alive on the machine, this one included; the files of dead ones are removed."""
+        alive = 1
+        own = f"{os.getpid()}{ALIVE}"
         for entry in os.scandir(self.folder):
-            if entry.name == str(os.getpid()):
+            if not entry.name.endswith(ALIVE) or entry.name == own:
                 continue
-            try:
-                descriptor = os.open(entry.path, os.O_RDONLY)
-            except FileNotFoundError:
-                continue
-            try:
-                fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except BlockingIOError:
-                busy += 1
-            else:
-                fcntl.flock(descriptor, fcntl.LOCK_UN)
-                _remove_if_dead(entry)
-            finally:
-                os.close(descriptor)
-        return busy
+            if _held(Path(entry.path)):
+                alive += 1
+            else:  # nobody holds it: its worker died
+                for path in (entry.path, entry.path.removesuffix(ALIVE)):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(path)
+        return alive
+
+    def others_busy(self) -> int:
+        """Other workers holding their busy lock now."""
+        own = str(os.getpid())
+        return sum(
+            _held(Path(entry.path))
+            for entry in os.scandir(self.folder)
+            if entry.name.isdigit() and entry.name != own
+        )
 
 
-def _remove_if_dead(entry: os.DirEntry) -> None:
-    """A worker's file outlives a killed worker; its pid no longer running is the sign."""
-    if not entry.name.isdigit():
-        return
+@contextlib.contextmanager
+def idle_workers(count: int, folder: Path | None = None) -> Iterator[None]:
+    """``count`` workers alive and never busy, as the others count them: the served
+    configuration's other workers, for a measurement run in one process (bench/ablation.py)."""
+    folder = folder or _default_folder()
+    folder.mkdir(mode=0o700, exist_ok=True)
+    paths = [folder / f"idle-{os.getpid()}-{n}{ALIVE}" for n in range(count)]
+    descriptors = [_locked_file(path) for path in paths]
     try:
-        os.kill(int(entry.name), 0)
-    except ProcessLookupError:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(entry.path)
-    except PermissionError:
-        pass  # another user's process: alive
+        yield
+    finally:
+        for descriptor, path in zip(descriptors, paths, strict=True):
+            os.close(descriptor)
+            path.unlink(missing_ok=True)
+
+
+def _locked_file(path: Path) -> int:
+    """``path`` created already locked: locked under another name, then renamed, so that no
+    other worker ever sees it unlocked and takes it for a dead one's."""
+    hidden = path.with_name(f"{path.name}.new")
+    descriptor = os.open(hidden, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fcntl.flock(descriptor, fcntl.LOCK_EX)
+    os.rename(hidden, path)
+    return descriptor
+
+
+def _held(path: Path) -> bool:
+    """Whether a process holds an exclusive lock on ``path`` now (False when it is gone)."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    else:
+        fcntl.flock(descriptor, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(descriptor)

@@ -201,14 +201,15 @@ class TorchServe:
     def register(
         self,
         archive: str,
-        workers: int = 1,
+        workers: int | None = None,
         batch_size: int | None = None,
         max_batch_delay_ms: int | None = None,
     ) -> dict[str, Any]:
-        """Load ``archive`` (a .mar file name in the model store) as a version of the model.
-        TorchServe 0.12 starts the archive's minWorkers instead of ``workers`` when its
-        model-config.yaml names some (petseg.serving.reconcile scales afterwards); batch settings
-        given here replace the archive's."""
+        """Load ``archive`` (a .mar file name in the model store) as a version of the model, with
+        ``workers`` (None: TorchServe's ``default_workers_per_model``). TorchServe 0.12 starts
+        the archive's minWorkers instead when its model-config.yaml names some
+        (petseg.serving.reconcile scales afterwards); batch settings given here replace the
+        archive's."""
         return self.manage(
             "POST",
             "/models",

@@ -28,7 +28,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     register = actions.add_parser("register", parents=[timeout], help="a .mar in the store")
     register.add_argument("archive")
     register.add_argument(
-        "--workers", type=int, help="workers of the version (default: its model-config.yaml's)"
+        "--workers",
+        type=int,
+        help="workers of the version (default: config.properties' default_workers_per_model)",
     )
     scale = actions.add_parser("scale", parents=[timeout])
     scale.add_argument("workers", type=int)

@@ -54,6 +54,15 @@ def free_ports(n: int) -> list[int]:
             sock.close()
 
 
+def default_workers() -> int:
+    """TorchServe's ``default_workers_per_model`` (config/config.properties): the workers of a
+    version whose state names none, as a test's or the bench's instance serves it."""
+    setting = re.search(r"^default_workers_per_model=(\d+)$", CONFIG_TEMPLATE.read_text(), re.M)
+    if setting is None:
+        raise ValueError(f"{CONFIG_TEMPLATE} names no default_workers_per_model")
+    return int(setting.group(1))
+
+
 def unused_ports() -> Ports:
     """Ports nothing listens on now: for an instance beside another (tests, benchmarks)."""
     return Ports(*free_ports(len(fields(Ports))))

@@ -28,13 +28,14 @@ def live_versions(client: TorchServe) -> dict[str, dict[str, Any]]:
 
 
 def register(client: TorchServe, store: Path, version: str, spec: VersionSpec) -> str:
-    """Register ``version`` as ``spec`` declares it, with exactly its workers: TorchServe 0.12
-    starts the archive's minWorkers whatever the call asks, so a different count is scaled to
-    afterwards. Returns what was done, in words."""
+    """Register ``version`` as ``spec`` declares it, with exactly its workers (none declared:
+    TorchServe's ``default_workers_per_model``). An archive whose model-config.yaml names
+    minWorkers (older archives of petseg name 2) starts those whatever the call asks, so a different
+    count is scaled to afterwards. Returns what was done, in words."""
     held = archive_version(store, spec.archive)
     if held != version:
         raise ArchiveError(f"{spec.archive} holds version {held}, not {version}")
-    client.register(spec.archive, spec.workers or 1, spec.batch_size, spec.max_batch_delay_ms)
+    client.register(spec.archive, spec.workers, spec.batch_size, spec.max_batch_delay_ms)
     started = client.describe(version)[0]["minWorkers"]
     done = f"registered {version} ({spec.archive}) with {started} workers"
     if spec.workers is not None and spec.workers != started:

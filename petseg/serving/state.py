@@ -43,8 +43,9 @@ class ArchiveError(ValueError):
 
 @dataclass(frozen=True)
 class VersionSpec:
-    """How one version is served. ``workers``, ``batch_size``, ``max_batch_delay_ms``: None
-    keeps what the archive's model-config.yaml asks for; a number overrides it."""
+    """How one version is served. ``workers`` None: TorchServe's ``default_workers_per_model``
+    (config/config.properties); ``batch_size``, ``max_batch_delay_ms`` None: what the archive's
+    model-config.yaml asks for. A number overrides either."""
 
     archive: str
     workers: int | None = None
@@ -254,7 +255,7 @@ def archive_version(store: Path, archive: str) -> str:
 
 
 def for_archive(store: Path, archive: str) -> ServingState:
-    """One version, the one ``archive`` holds, served as the archive asks: the state of a
-    bench or test instance that serves a single archive."""
+    """One version, the one ``archive`` holds, served with the defaults (TorchServe's workers,
+    the archive's batching): the state of a bench or test instance that serves one archive."""
     version = archive_version(store, archive)
     return ServingState(version, {version: VersionSpec(archive)})

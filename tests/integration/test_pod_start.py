@@ -79,11 +79,14 @@ def pod_folder(model_store: Path, tiny_export: Path, tmp_path: Path) -> Path:
     config_map = tmp_path / "config-map"
     config_map.mkdir()
     model_config = yaml.safe_load((ROOT / "config" / "model-config.yaml").read_text())
-    model_config.update(minWorkers=1, maxWorkers=1)
+    model_config["handler"]["jpeg_quality"] = 84  # tells the ConfigMap's copy from the image's
     (config_map / "model-config.yaml").write_text(yaml.safe_dump(model_config))
     state = {
         "default": "2.0",
-        "versions": {"1.0": {"archive": "petseg.mar"}, "2.0": {"archive": "petseg-v2.mar"}},
+        "versions": {
+            "1.0": {"archive": "petseg.mar", "workers": 1},
+            "2.0": {"archive": "petseg-v2.mar", "workers": 1},
+        },
         "rollout": TRIAL.as_dict(),
     }
     (config_map / "serving.json").write_text(json.dumps(state))
@@ -115,7 +118,7 @@ def test_the_pods_start_applies_a_two_version_state_and_ends_by_sigterm(pod_fold
         for name in ("petseg.mar", "petseg-v2.mar"):  # the ConfigMap's model-config inside
             with zipfile.ZipFile(pod_folder / "pod-store" / name) as archive:
                 inside = yaml.safe_load(archive.read("model-config.yaml"))
-                assert inside["minWorkers"] == 1
+                assert inside["handler"]["jpeg_quality"] == 84
 
         done = petseg(*workdir, "models", "scale", "2", "--version", "1.0")
         assert done.returncode == 0, done.stderr

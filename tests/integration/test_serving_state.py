@@ -15,21 +15,29 @@ from pathlib import Path
 import psutil
 import pytest
 import requests
+import yaml
 
-from petseg.packaging.archive import build_archive
+from petseg.packaging.archive import MODEL_CONFIG, build_archive
 from petseg.serving.launcher import running_instance, stop
 from tests.support.cli import petseg
 from tests.support.stack import name_ports, running_web
 
 V2 = "2.0"
+OLDER = "0.9"
 
 
 @pytest.fixture(scope="module")
 def store(model_store: Path, tiny_export: Path, tmp_path_factory) -> Path:
-    """1.0 (petseg.mar), 2.0 (petseg-v2.mar) and an archive that is not one (corrupt.mar)."""
+    """1.0 (petseg.mar), 2.0 (petseg-v2.mar), 0.9 (petseg-older.mar, whose model-config.yaml
+    names minWorkers, as petseg's archives once did) and an archive that is not one
+    (corrupt.mar)."""
     folder = tmp_path_factory.mktemp("state-store")
     shutil.copy(model_store / "petseg.mar", folder)
     build_archive(tiny_export, folder, name="petseg-v2", version=V2)
+    older = yaml.safe_load(MODEL_CONFIG.read_text()) | {"minWorkers": 2, "maxWorkers": 2}
+    config = tmp_path_factory.mktemp("older-config") / "model-config.yaml"
+    config.write_text(yaml.safe_dump(older))
+    build_archive(tiny_export, folder, name="petseg-older", version=OLDER, config=config)
     (folder / "corrupt.mar").write_bytes(b"PK\x03\x04 cut short")
     return folder
 
@@ -75,11 +83,26 @@ def state_of(options: tuple[str, ...]) -> dict:
     return json.loads(Path(options[options.index("--state") + 1]).read_text())
 
 
+def test_an_older_archive_that_names_its_workers_is_scaled_to_the_declared_count(
+    deployment, tmp_path
+):
+    """TorchServe 0.12 starts the minWorkers an archive names whatever the registration asks."""
+    options = deployment
+    write_state(tmp_path / "serving.json", OLDER, **{OLDER: one_worker("petseg-older.mar")})
+    started = serve(options)
+    assert (
+        "registered 0.9 (petseg-older.mar) with 1 workers (its model-config.yaml asks for 2)"
+        in started
+    )
+    assert served(options) == (OLDER, {OLDER: 1})
+
+
 def test_versions_default_and_workers_survive_a_stop_a_kill_and_an_unregister(deployment):
     options = deployment
     serve(options)
     registered = ok(*options, "models", "register", "petseg-v2.mar", "--workers", "1")
-    assert "with 1 workers (its model-config.yaml asks for 2)" in registered
+    assert "registered 2.0 (petseg-v2.mar) with 1 workers" in registered
+    assert "asks for" not in registered, "TorchServe started another count, then was scaled"
     assert served(options) == ("1.0", {"1.0": 1, V2: 1}), "--workers 1 was not honoured"
     ok(*options, "models", "set-default", V2)
     ok(*options, "models", "scale", "2", "--version", V2)

@@ -125,6 +125,7 @@ def test_management_versions_scaling_and_unregister(server, tiny_export):
     build_archive(tiny_export, server.model_store, name="petseg-v2", version="2.0")
     client.register("petseg-v2.mar", workers=1)
     assert {m["modelVersion"] for m in client.describe()} == {"1.0", "2.0"}
+    assert len(client.workers("2.0")) == 1, "the archive's own worker count overrode the call's"
     client.set_default("2.0")
     assert infer(server, images.jpeg()).json()["model"]["version"] == "2.0"
 

@@ -83,7 +83,7 @@ def test_limit_rows(naive):
 
 
 def test_pipeline_limit_runs_the_handler_in_every_configured_worker(tiny_export):
-    settings = {"minWorkers": 2, "batchSize": 2, "handler": {"threads": 1}}
+    settings = {"workers": 2, "batchSize": 2, "handler": {"threads": 1}}
     row = pipeline_limit(PipelineRun(tiny_export, settings, pet_photo(120, 90), 0.2, 2))
     assert row["workers"] == 2 and row["repeats"] == 2
     assert 0 < row["min"] <= row["images_per_s"] <= row["max"]
@@ -186,7 +186,7 @@ def test_report_checks_every_target_per_model_and_charts_both_sizes(tmp_path):
 
 
 def test_an_ablation_row_measures_the_switch_off_against_on(tiny_export):
-    served = {"minWorkers": 2, "batchSize": 2, "handler": {}}
+    served = {"workers": 2, "batchSize": 2, "handler": {}}
     switch = ablation.Ablation("upsample_along_outlines", "images_per_s", "500x375", "load")
     row = ablation.measure(tiny_export, served, switch, rounds=2, seconds=0.2)
     assert row["on"] > 0 and row["off"] > 0

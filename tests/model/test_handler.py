@@ -246,16 +246,21 @@ def test_threads_are_a_share_of_the_cores_and_all_of_them_for_a_lone_request(
 ):
     import torch
 
+    folder = tmp_path / "workers"
     monkeypatch.setattr(threads, "usable_cores", lambda: 8)
-    monkeypatch.setattr(threads, "_default_folder", lambda: tmp_path / "workers")
+    monkeypatch.setattr(threads, "_default_folder", lambda: folder)
     before = torch.get_num_threads()
+    two = [{"body": images.jpeg()}, {"body": images.jpeg()}]
     try:
-        h = handler_for(tiny_export, {"minWorkers": 4})
-        assert torch.get_num_threads() == 2
-        run(h, [{"body": images.jpeg()}])
+        with threads.idle_workers(3, folder):  # four workers alive on the machine
+            h = handler_for(tiny_export)
+            assert torch.get_num_threads() == 2
+            run(h, [{"body": images.jpeg()}])
+            assert torch.get_num_threads() == 8
+            run(h, two)
+            assert torch.get_num_threads() == 2
+        run(h, two)  # the others stopped (`models scale 1`): the share follows at once
         assert torch.get_num_threads() == 8
-        run(h, [{"body": images.jpeg()}, {"body": images.jpeg()}])
-        assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
 
