@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.inputs import SIZES, pet_photo
-from bench.pipeline import handle_batch, local_handler, served_settings
+from bench.pipeline import handle_batch, local_handler, released, served_settings
 from bench.report import GAIN_TO_KEEP, ablation_line
 from bench.speed_model import random_weights_model
 from handler.petseg_handler import PetSegHandler
@@ -95,10 +95,12 @@ def _in_process(
 
     # The served configuration's other workers, alive and idle: the handlers' thread plans
     # count them, so each batch gets one worker's share of the cores (a lone one all of them).
-    with idle_workers(int(served["workers"]) - 1):
-        handlers = {
-            on: local_handler(model_dir, _settings(served, ablation, on)) for on in (True, False)
-        }
+    with (
+        idle_workers(int(served["workers"]) - 1),
+        released(local_handler(model_dir, _settings(served, ablation, True))) as on,
+        released(local_handler(model_dir, _settings(served, ablation, False))) as off,
+    ):
+        handlers = {True: on, False: off}
         for handler in handlers.values():
             step(handler)  # first call: allocations, caches
         rates = _alternate(handlers, step, rounds, seconds)

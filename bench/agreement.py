@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from bench.loadgen import Connection
-from bench.pipeline import handle_batch, local_handler
+from bench.pipeline import handle_batch, local_handler, released
 from bench.under_test import System, Workload
 
 
@@ -41,10 +41,10 @@ def agreement(system: System, photos: list[bytes], reference: list[np.ndarray]) 
 def batched_agreement(model_dir: Path, settings: dict, work: Workload) -> dict[str, float]:
     """The served precision's masks: each photo size's checks as one batch through the handler
     in-process, as a worker hands it a batch."""
-    handler = local_handler(model_dir, settings)
-    return {
-        photo: pixel_agreement(
-            handle_batch(handler, [{"body": data} for data in checks]), work.reference[photo]
-        )
-        for photo, checks in work.checks.items()
-    }
+    with released(local_handler(model_dir, settings)) as handler:
+        return {
+            photo: pixel_agreement(
+                handle_batch(handler, [{"body": data} for data in checks]), work.reference[photo]
+            )
+            for photo, checks in work.checks.items()
+        }

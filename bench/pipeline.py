@@ -9,10 +9,12 @@ TorchServe's frontend, its IPC and HTTP, and of the load generator sharing the m
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import statistics
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +55,16 @@ def local_handler(model_dir: Path, settings: dict) -> PetSegHandler:
     handler = PetSegHandler()
     handler.initialize(worker_context(model_dir, settings))
     return handler
+
+
+@contextlib.contextmanager
+def released(handler: PetSegHandler) -> Iterator[PetSegHandler]:
+    """``handler`` for a measurement, no longer counted as one of the machine's workers after
+    it: the bench's own process would otherwise shrink its TorchServe workers' thread shares."""
+    try:
+        yield handler
+    finally:
+        handler.runtime.close()
 
 
 def handle_batch(

@@ -51,6 +51,10 @@ class WorkerRuntime:
                 self.model(torch.zeros(1, 3, input_size, input_size, device=self.device))
                 torch.set_num_threads(shared)
 
+    def close(self) -> None:
+        """No longer a worker the others count (bench/pipeline.py ``released``)."""
+        self.workers.close()
+
     def batch(self) -> contextlib.AbstractContextManager[None]:
         """Around one batch: this worker marked busy for the others' thread plans."""
         return self.workers.busy()

@@ -127,6 +127,12 @@ class BusyWorkers:
         finally:
             os.close(descriptor)  # closing releases the lock
 
+    def close(self) -> None:
+        """Stop counting as a worker (its locks go; the next count removes its files): for an
+        in-process handler the bench is done with, as a worker ends only with its process."""
+        os.close(self._alive)
+        os.close(self._own)
+
     def alive(self) -> int:
         """Workers alive on the machine, this one included; the files of dead ones are removed."""
         alive = 1

@@ -3,6 +3,7 @@ two lone requests on all cores at once."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import sys
@@ -90,3 +91,24 @@ def test_idle_stand_ins_count_as_alive_and_never_busy_while_held(tmp_path):
     with threads.idle_workers(3, folder):
         assert own.alive() == 4 and own.others_busy() == 0
     assert own.alive() == 1
+
+
+def test_a_closed_worker_holds_no_lock_and_is_counted_as_gone(tmp_path):
+    """The bench's in-process handlers, once measured: no longer workers of the machine."""
+    folder = tmp_path / "workers"
+    worker = BusyWorkers(folder)
+    marker = folder / f"{os.getpid()}{threads.ALIVE}"
+
+    def locked() -> bool:
+        descriptor = os.open(marker, os.O_RDONLY)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(descriptor)
+        return False
+
+    assert locked()
+    worker.close()
+    assert not locked()
