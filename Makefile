@@ -200,7 +200,7 @@ balancer:
 # resort for a hung session and stays well inside CI's 90 minutes on a slow machine.
 # The suite runs on two processes (pytest-xdist; TEST_JOBS=0 for one), each given one test
 # module at a time, so a module's servers start once for its tests. A fresh clone's run on 2
-# cores: 1,183 s whole on two processes, against 1,425-1,540 s on one (docs/development.md).
+# cores: 1,121-1,183 s whole on two processes, 1,425-1,540 s on one (docs/development.md).
 # test-fast stays on one process: it is CPU-bound, and two did not shorten it on 2 cores.
 TEST_JOBS ?= 2
 PYTEST_JOBS := $(if $(filter 0,$(TEST_JOBS)),,-n $(TEST_JOBS) --dist loadfile --no-loadscope-reorder)
