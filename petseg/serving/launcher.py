@@ -54,13 +54,16 @@ def free_ports(n: int) -> list[int]:
             sock.close()
 
 
+def read_properties(path: Path) -> dict[str, str]:
+    """The settings of a config.properties file (comments skipped)."""
+    lines = path.read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if "=" in line and not line.startswith("#"))
+
+
 def default_workers() -> int:
     """TorchServe's ``default_workers_per_model`` (config/config.properties): the workers of a
     version whose state names none, as a test's or the bench's instance serves it."""
-    setting = re.search(r"^default_workers_per_model=(\d+)$", CONFIG_TEMPLATE.read_text(), re.M)
-    if setting is None:
-        raise ValueError(f"{CONFIG_TEMPLATE} names no default_workers_per_model")
-    return int(setting.group(1))
+    return int(read_properties(CONFIG_TEMPLATE)["default_workers_per_model"])
 
 
 def unused_ports() -> Ports:
@@ -130,8 +133,7 @@ def running_instance(
     bare = Instance(Path(workdir), Path(model_store))
     if not bare.config_file.is_file():
         return bare
-    text = bare.config_file.read_text()
-    settings = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+    settings = read_properties(bare.config_file)
     model_store = Path(settings.get("model_store", model_store))
     ports = Ports(
         inference=_port(settings["inference_address"]),

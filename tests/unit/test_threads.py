@@ -3,7 +3,6 @@ two lone requests on all cores at once."""
 
 from __future__ import annotations
 
-import fcntl
 import os
 import subprocess
 import sys
@@ -98,17 +97,6 @@ def test_a_closed_worker_holds_no_lock_and_is_counted_as_gone(tmp_path):
     folder = tmp_path / "workers"
     worker = BusyWorkers(folder)
     marker = folder / f"{os.getpid()}{threads.ALIVE}"
-
-    def locked() -> bool:
-        descriptor = os.open(marker, os.O_RDONLY)
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        finally:
-            os.close(descriptor)
-        return False
-
-    assert locked()
+    assert threads._held(marker)
     worker.close()
-    assert not locked()
+    assert not threads._held(marker)
