@@ -254,8 +254,9 @@ def archive_version(store: Path, archive: str) -> str:
         raise ArchiveError(f"{archive} is not a readable model archive ({exc})") from None
 
 
-def for_archive(store: Path, archive: str) -> ServingState:
-    """One version, the one ``archive`` holds, served with the defaults (TorchServe's workers,
-    the archive's batching): the state of a bench or test instance that serves one archive."""
+def for_archive(store: Path, archive: str, workers: int | None = None) -> ServingState:
+    """One version, the one ``archive`` holds, served with the defaults (TorchServe's workers
+    unless ``workers`` says, the archive's batching): the state of a bench or test instance
+    that serves one archive."""
     version = archive_version(store, archive)
-    return ServingState(version, {version: VersionSpec(archive)})
+    return ServingState(version, {version: VersionSpec(archive, workers)})

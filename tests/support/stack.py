@@ -70,11 +70,28 @@ def scraped(operator_url: str, name: str, **labels: str) -> float:
     return 0.0
 
 
+WORKERS_PER_INSTANCE = 1
+"""Each test fleet instance's workers of its version, unless a test needs more. The suite's
+machine has 2 cores: two instances of one worker each give each worker a core, where
+TorchServe's default of two each would oversubscribe them, and every instance start (heal,
+roll) would start a second worker (about 6 CPU-s: its imports, the model, the warm-up)."""
+
+
+def fleet_state(
+    store: Path, archive: str, workers: int = WORKERS_PER_INSTANCE
+) -> state.ServingState:
+    """What a test fleet serves: ``archive``'s version alone, ``workers`` workers of it."""
+    return state.for_archive(store, archive, workers)
+
+
 @contextlib.contextmanager
-def running_cluster(store: Path, root: Path, instances: int = 2) -> Iterator[fleet.Cluster]:
-    """``instances`` instances behind nginx serving ``store``'s petseg.mar, stopped after."""
+def running_cluster(
+    store: Path, root: Path, instances: int = 2, workers: int = WORKERS_PER_INSTANCE
+) -> Iterator[fleet.Cluster]:
+    """``instances`` instances behind nginx serving ``store``'s petseg.mar (``fleet_state``),
+    stopped after."""
     state_file = root / "serving.json"
-    state.save(state.for_archive(store, "petseg.mar"), state_file)
+    state.save(fleet_state(store, "petseg.mar", workers), state_file)
     running = fleet.start_cluster(instances, store, state_file, root=root, port=free_ports(1)[0])
     try:
         yield running

@@ -27,7 +27,7 @@ from tests.support import images
 from tests.support.balanced import LOST, RESENT, post_photo
 from tests.support.cli import petseg
 from tests.support.photos import coco_images, mask_path, photo_tree, report
-from tests.support.stack import running_cluster
+from tests.support.stack import WORKERS_PER_INSTANCE, fleet_state, running_cluster
 
 PHOTO = images.jpeg(200, 150)
 NEXT_VERSION = "2.0"
@@ -174,14 +174,15 @@ def test_model_commands_act_on_every_instance_and_the_shared_state(cluster):
     assert done.returncode == 0, done.stderr
     assert state.load(Path(cluster.state)).versions[NEXT_VERSION].workers == 1
     assert petseg(*everywhere, "models", "set-default", NEXT_VERSION).returncode == 0
-    assert all(served(m) == (NEXT_VERSION, {"1.0": 2, NEXT_VERSION: 1}) for m in cluster.members)
+    both = {"1.0": WORKERS_PER_INSTANCE, NEXT_VERSION: 1}
+    assert all(served(m) == (NEXT_VERSION, both) for m in cluster.members)
     assert {a.version for a in load(cluster.url, 20, 4)} == {NEXT_VERSION}
     described = petseg(*everywhere, "models", "describe")
     assert described.stdout.count(f'"modelVersion": "{NEXT_VERSION}"') == 2
     assert petseg(*everywhere, "models", "set-default", "1.0").returncode == 0
     assert petseg(*everywhere, "models", "unregister", NEXT_VERSION).returncode == 0
     assert {a.version for a in load(cluster.url, 20, 4)} == {"1.0"}
-    assert state.load(Path(cluster.state)) == state.for_archive(Path(cluster.store), "petseg.mar")
+    assert state.load(Path(cluster.state)) == fleet_state(Path(cluster.store), "petseg.mar")
 
 
 def test_a_rolling_replacement_with_a_new_version_loses_no_request(cluster):
@@ -189,7 +190,7 @@ def test_a_rolling_replacement_with_a_new_version_loses_no_request(cluster):
     uploads from 16 clients paced to about half of what the two instances can answer: the
     successors start beside the load instead of being starved by it."""
     before = {address(member) for member in cluster.members}
-    state.save(state.for_archive(Path(cluster.store), "petseg-next.mar"), Path(cluster.state))
+    state.save(fleet_state(Path(cluster.store), "petseg-next.mar"), Path(cluster.state))
     rolled = threading.Event()
     with ThreadPoolExecutor(1) as background:
         running = background.submit(load, cluster.url, 16, 16, rolled, ROLL_PAUSE_S)
@@ -247,7 +248,7 @@ def test_a_replaced_instance_comes_up_with_the_fleets_state_before_it_takes_traf
     assert not all(fleet.alive(member) for member in cluster.members)
     (new,) = fleet.heal(cluster)
     assert all(fleet.alive(member) for member in cluster.members)
-    assert served(new) == (NEXT_VERSION, {NEXT_VERSION: 2})
+    assert served(new) == (NEXT_VERSION, {NEXT_VERSION: WORKERS_PER_INSTANCE})
     assert all(served(member) == served(new) for member in cluster.members)
     started = time.time()
     answers = load(cluster.url, 64)

@@ -47,6 +47,11 @@ PHOTO = images.jpeg(200, 150)
 WRONG = "2.0"
 RECOVERY_S = 30
 """What the keeper promises for any one failure."""
+SIBLING_WORKERS = 2
+"""Workers of 1.0 per instance: a worker SIGKILLed leaves a sibling that keeps its instance
+ready while TorchServe starts it again. A lone worker's instance would be unready for the
+whole restart, which under load here outlasts the keeper's patience (keeper.UNHEALTHY_S), so
+the keeper would replace the instance instead."""
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +63,7 @@ def kept(model_store, tiny_export, tmp_path_factory) -> Iterator[fleet.Cluster]:
     shutil.copy(model_store / "petseg.mar", store)
     perturbed_archive(tiny_export, store, root, "petseg-wrong", WRONG, EVERY_PIXEL_A_CAT)
     (root / "cluster").mkdir()
-    with running_cluster(store, root / "cluster") as cluster:
+    with running_cluster(store, root / "cluster", workers=SIBLING_WORKERS) as cluster:
         done = everywhere(cluster, "models", "register", "petseg-wrong.mar", "--workers", "1")
         assert done.returncode == 0, done.stderr
         fleet.start_keeper(cluster)
