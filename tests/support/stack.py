@@ -74,7 +74,7 @@ WORKERS_PER_INSTANCE = 1
 """Each test fleet instance's workers of its version, unless a test needs more. The suite's
 machine has 2 cores: two instances of one worker each give each worker a core, where
 TorchServe's default of two each would oversubscribe them, and every instance start (heal,
-roll) would start a second worker (about 6 CPU-s: its imports, the model, the warm-up)."""
+roll) would start a second worker (4-6 CPU-s: its imports, the model, the warm-up)."""
 
 
 def fleet_state(
