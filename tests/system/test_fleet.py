@@ -49,9 +49,9 @@ RECOVERY_S = 30
 """What the keeper promises for any one failure."""
 SIBLING_WORKERS = 2
 """Workers of 1.0 per instance: a worker SIGKILLed leaves a sibling that keeps its instance
-ready while TorchServe starts it again. A lone worker's instance would be unready for the
-whole restart, which under load here outlasts the keeper's patience (keeper.UNHEALTHY_S), so
-the keeper would replace the instance instead."""
+ready while TorchServe starts it again. A lone worker's instance is unready for the whole
+restart, which under this test's load outlasted the keeper's patience (keeper.UNHEALTHY_S, 8 s):
+the keeper replaced the instance instead, and no worker restart was counted."""
 
 
 @pytest.fixture(scope="module")
