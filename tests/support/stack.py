@@ -77,21 +77,14 @@ TorchServe's default of two each would oversubscribe them, and every instance st
 roll) would start a second worker (4-6 CPU-s: its imports, the model, the warm-up)."""
 
 
-def fleet_state(
-    store: Path, archive: str, workers: int = WORKERS_PER_INSTANCE
-) -> state.ServingState:
-    """What a test fleet serves: ``archive``'s version alone, ``workers`` workers of it."""
-    return state.for_archive(store, archive, workers)
-
-
 @contextlib.contextmanager
 def running_cluster(
     store: Path, root: Path, instances: int = 2, workers: int = WORKERS_PER_INSTANCE
 ) -> Iterator[fleet.Cluster]:
-    """``instances`` instances behind nginx serving ``store``'s petseg.mar (``fleet_state``),
-    stopped after."""
+    """``instances`` instances behind nginx serving ``store``'s petseg.mar alone, ``workers``
+    workers of it, stopped after."""
     state_file = root / "serving.json"
-    state.save(fleet_state(store, "petseg.mar", workers), state_file)
+    state.save(state.for_archive(store, "petseg.mar", workers), state_file)
     running = fleet.start_cluster(instances, store, state_file, root=root, port=free_ports(1)[0])
     try:
         yield running

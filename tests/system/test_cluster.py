@@ -27,7 +27,7 @@ from tests.support import images
 from tests.support.balanced import LOST, RESENT, post_photo
 from tests.support.cli import petseg
 from tests.support.photos import coco_images, mask_path, photo_tree, report
-from tests.support.stack import WORKERS_PER_INSTANCE, fleet_state, running_cluster
+from tests.support.stack import WORKERS_PER_INSTANCE, running_cluster
 
 PHOTO = images.jpeg(200, 150)
 NEXT_VERSION = "2.0"
@@ -182,7 +182,8 @@ def test_model_commands_act_on_every_instance_and_the_shared_state(cluster):
     assert petseg(*everywhere, "models", "set-default", "1.0").returncode == 0
     assert petseg(*everywhere, "models", "unregister", NEXT_VERSION).returncode == 0
     assert {a.version for a in load(cluster.url, 20, 4)} == {"1.0"}
-    assert state.load(Path(cluster.state)) == fleet_state(Path(cluster.store), "petseg.mar")
+    started_with = state.for_archive(Path(cluster.store), "petseg.mar", WORKERS_PER_INSTANCE)
+    assert state.load(Path(cluster.state)) == started_with
 
 
 def test_a_rolling_replacement_with_a_new_version_loses_no_request(cluster):
@@ -190,7 +191,8 @@ def test_a_rolling_replacement_with_a_new_version_loses_no_request(cluster):
     uploads from 16 clients paced to about half of what the two instances can answer: the
     successors start beside the load instead of being starved by it."""
     before = {address(member) for member in cluster.members}
-    state.save(fleet_state(Path(cluster.store), "petseg-next.mar"), Path(cluster.state))
+    rolled_to = state.for_archive(Path(cluster.store), "petseg-next.mar", WORKERS_PER_INSTANCE)
+    state.save(rolled_to, Path(cluster.state))
     rolled = threading.Event()
     with ThreadPoolExecutor(1) as background:
         running = background.submit(load, cluster.url, 16, 16, rolled, ROLL_PAUSE_S)
